@@ -1,0 +1,5 @@
+//! The state machine.
+/// Listener facts.
+pub struct Listeners;
+/// The server.
+pub struct Server;

@@ -1,0 +1,2 @@
+//! The mio event loop that drives the pizauth core.
+#![warn(missing_docs)]
