@@ -1,6 +1,8 @@
-//! The configuration language (SPEC.md section 4): parsed with winnow into a syntax tree
-//! that keeps source spans ([`syntax`]), then validated into a typed [`Config`]
-//! ([`validate`]). Every problem becomes a [`Diagnostic`] naming file, line and column.
+//! The configuration language (SPEC.md section 4): lexed and parsed with winnow into a
+//! syntax tree that keeps source spans (modules `lexer` and `syntax`), then checked against
+//! a table of known options (`options`) and validated into a typed [`Config`]
+//! (`validate`). Every problem becomes a [`Diagnostic`] naming file, line and column; the
+//! parser recovers after a syntax error, so one run reports every problem in a file.
 
 use std::time::Duration;
 
@@ -9,7 +11,11 @@ use url::Url;
 use crate::secret::Secret;
 
 mod diagnostic;
+mod lexer;
+mod options;
 mod syntax;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
@@ -28,6 +34,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:0";
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost/";
 /// The largest config file we read (a sane bound: real files are a few KiB).
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// The longest time a config file may give (100 years, `36500d`): longer ones are
+/// rejected, so that adding any configured time to a point in time cannot overflow.
+pub const MAX_TIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
