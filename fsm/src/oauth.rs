@@ -1,1 +1,398 @@
-//! oauth
+//! OAuth2 wire details (RFC 6749, RFC 7636): PKCE, the authorisation URL, token-request
+//! bodies, and the classification of token-endpoint responses.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::config::Account;
+use crate::event::{Entropy, HttpResponse};
+use crate::secret::Secret;
+
+/// Bytes of entropy in a `state` parameter (SPEC.md section 5).
+pub const STATE_BYTES: usize = 32;
+/// Bytes of entropy in a PKCE verifier; 64 bytes encode to 86 characters, within RFC 7636
+/// section 4.1's 43 to 128.
+pub const VERIFIER_BYTES: usize = 64;
+/// The longest provider-supplied text we repeat in messages.
+const MAX_PROVIDER_TEXT: usize = 200;
+
+/// `n` random bytes, base64url-encoded without padding.
+pub fn random_token(entropy: &mut dyn Entropy, n: usize) -> Secret {
+    let mut buf = vec![0u8; n];
+    entropy.fill(&mut buf);
+    let s = URL_SAFE_NO_PAD.encode(&buf);
+    buf.fill(0);
+    Secret::new(s)
+}
+
+/// The S256 code challenge for `verifier`: base64url(SHA-256(verifier)), RFC 7636 4.2.
+pub fn code_challenge(verifier: &Secret) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_str().as_bytes()))
+}
+
+/// The redirect URI pizauth gives the provider: `redirect_uri` with its port replaced by
+/// that of our own listener (the HTTPS one if `redirect_uri` is `https:` and HTTPS is
+/// on, else the HTTP one). `None` if no suitable listener is on.
+pub fn redirect_uri(
+    account: &Account,
+    http_port: Option<u16>,
+    https_port: Option<u16>,
+) -> Option<Url> {
+    let port = match (account.redirect_uri.scheme(), https_port, http_port) {
+        ("https", Some(p), _) => p,
+        (_, _, Some(p)) => p,
+        _ => return None,
+    };
+    let mut uri = account.redirect_uri.clone();
+    let scheme = if account.redirect_uri.scheme() == "https" && https_port.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // Both calls only fail for URLs that cannot have a port or scheme switched between
+    // the two "special" schemes; an http(s) URL with a host always can.
+    uri.set_scheme(scheme).ok()?;
+    uri.set_port(Some(port)).ok()?;
+    Some(uri)
+}
+
+/// The authorisation URL (SPEC.md section 5): `auth_uri` plus, in this order,
+/// `access_type`, `code_challenge`, `code_challenge_method`, `client_id`, `redirect_uri`,
+/// `response_type`, `state`, `scope` (if any scopes), then `auth_uri_fields`.
+pub fn authorization_url(
+    account: &Account,
+    redirect_uri: &Url,
+    state: &Secret,
+    challenge: &str,
+) -> Url {
+    let mut url = account.auth_uri.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("access_type", "offline")
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("client_id", &account.client_id)
+            .append_pair("redirect_uri", redirect_uri.as_str())
+            .append_pair("response_type", "code")
+            .append_pair("state", state.as_str());
+        if !account.scopes.is_empty() {
+            q.append_pair("scope", &account.scopes.join(" "));
+        }
+        for (k, v) in &account.auth_uri_fields {
+            q.append_pair(k, v);
+        }
+    }
+    url
+}
+
+/// A form body for the token endpoint. It holds secrets, so it is built straight into a
+/// [`Secret`].
+fn form(pairs: &[(&str, &str)]) -> Secret<Vec<u8>> {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    Secret::new(s.finish().into_bytes())
+}
+
+/// The body of an authorisation-code exchange (RFC 6749 4.1.3, RFC 7636 4.5).
+pub fn code_exchange_body(
+    account: &Account,
+    code: &Secret,
+    verifier: &Secret,
+    redirect_uri: &Url,
+) -> Secret<Vec<u8>> {
+    let mut pairs = vec![
+        ("code", code.as_str()),
+        ("client_id", account.client_id.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("grant_type", "authorization_code"),
+    ];
+    if let Some(s) = &account.client_secret {
+        pairs.push(("client_secret", s.as_str()));
+    }
+    form(&pairs)
+}
+
+/// The body of a refresh request (RFC 6749 section 6).
+pub fn refresh_body(account: &Account, refresh_token: &Secret) -> Secret<Vec<u8>> {
+    let mut pairs = vec![
+        ("client_id", account.client_id.as_str()),
+        ("refresh_token", refresh_token.as_str()),
+        ("grant_type", "refresh_token"),
+    ];
+    if let Some(s) = &account.client_secret {
+        pairs.push(("client_secret", s.as_str()));
+    }
+    form(&pairs)
+}
+
+/// A successful token response (RFC 6749 5.1).
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// `access_token`.
+    pub access_token: Secret,
+    /// `refresh_token`, if the provider sent one.
+    pub refresh_token: Option<Secret>,
+    /// `expires_in`, if the provider sent it.
+    pub expires_in: Option<Duration>,
+}
+
+/// Why a token response was not a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// A status worth retrying: 408, 429, 500, 502, 503, 504. `retry_after` is the
+    /// `Retry-After` header in seconds form, if any.
+    Transient {
+        /// The HTTP status.
+        status: u16,
+        /// The provider's `Retry-After`, if given in seconds.
+        retry_after: Option<Duration>,
+    },
+    /// Any other HTTP error status, or an `error` field (RFC 6749 5.2).
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The `error` code, if the body had one (e.g. `invalid_grant`).
+        error: Option<String>,
+        /// The `error_description`, if any.
+        description: Option<String>,
+    },
+    /// A 2xx response that is not a usable token response.
+    Malformed(String),
+}
+
+impl TokenError {
+    /// Whether a refresh that failed this way should keep the token and retry.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TokenError::Transient { .. })
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::Transient { status, .. } => {
+                write!(f, "token endpoint answered HTTP {status} (temporary)")
+            }
+            TokenError::Rejected {
+                status,
+                error,
+                description,
+            } => {
+                write!(f, "token endpoint answered HTTP {status}")?;
+                if let Some(e) = error {
+                    write!(f, ": {e}")?;
+                }
+                if let Some(d) = description {
+                    write!(f, " ({d})")?;
+                }
+                Ok(())
+            }
+            TokenError::Malformed(why) => write!(f, "unusable token response: {why}"),
+        }
+    }
+}
+
+/// Whether an HTTP status from a token endpoint is worth retrying (SPEC.md section 5).
+pub fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Interprets a token-endpoint response.
+pub fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, TokenError> {
+    let json: Option<Value> = serde_json::from_slice(resp.body.expose()).ok();
+    let text = |key: &str| -> Option<String> {
+        json.as_ref()
+            .and_then(|j| j.get(key))
+            .and_then(Value::as_str)
+            .map(clean_provider_text)
+    };
+    if is_transient_status(resp.status) {
+        return Err(TokenError::Transient {
+            status: resp.status,
+            retry_after: retry_after(resp),
+        });
+    }
+    let error = text("error");
+    if !(200..300).contains(&resp.status) || error.is_some() {
+        return Err(TokenError::Rejected {
+            status: resp.status,
+            error,
+            description: text("error_description"),
+        });
+    }
+    let Some(obj) = json.as_ref().and_then(Value::as_object) else {
+        return Err(TokenError::Malformed(
+            "the body is not a JSON object".into(),
+        ));
+    };
+    let access_token = match obj.get("access_token") {
+        Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
+        Some(_) => {
+            return Err(TokenError::Malformed(
+                "'access_token' is not a non-empty string".into(),
+            ));
+        }
+        None => return Err(TokenError::Malformed("no 'access_token'".into())),
+    };
+    match obj.get("token_type") {
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => (),
+        Some(Value::String(t)) => {
+            return Err(TokenError::Malformed(format!(
+                "'token_type' is '{}', not 'bearer'",
+                clean_provider_text(t)
+            )));
+        }
+        _ => return Err(TokenError::Malformed("no 'token_type'".into())),
+    }
+    let refresh_token = match obj.get("refresh_token") {
+        Some(Value::String(s)) if !s.is_empty() => Some(Secret::new(s.clone())),
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(TokenError::Malformed(
+                "'refresh_token' is not a string".into(),
+            ));
+        }
+    };
+    let expires_in = match obj.get("expires_in") {
+        None | Some(Value::Null) => None,
+        // Some providers send the number as a string.
+        Some(Value::String(s)) => match s.trim().parse::<u64>() {
+            Ok(n) => Some(Duration::from_secs(n)),
+            Err(_) => {
+                return Err(TokenError::Malformed(
+                    "'expires_in' is not a number of seconds".into(),
+                ));
+            }
+        },
+        Some(Value::Number(n)) => match n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        {
+            Some(n) => Some(Duration::from_secs(n)),
+            None => return Err(TokenError::Malformed("'expires_in' is negative".into())),
+        },
+        Some(_) => return Err(TokenError::Malformed("'expires_in' is not a number".into())),
+    };
+    Ok(TokenResponse {
+        access_token,
+        refresh_token,
+        expires_in,
+    })
+}
+
+/// `Retry-After` in its delay-seconds form (RFC 9110 10.2.3); the HTTP-date form is
+/// ignored (refresh_retry applies instead).
+pub fn retry_after(resp: &HttpResponse) -> Option<Duration> {
+    resp.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Provider text made safe to repeat in one log line or status message: control
+/// characters replaced, length capped.
+pub fn clean_provider_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_PROVIDER_TEXT)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().count() > MAX_PROVIDER_TEXT {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("retry-after".into(), "120".into())],
+            body: Secret::new(body.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn rfc7636_appendix_b_challenge() {
+        let v = Secret::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_owned());
+        assert_eq!(
+            code_challenge(&v),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn token_response_accepts_bearer_in_any_case_and_string_expiry() {
+        let t = parse_token_response(&resp(
+            200,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":"3600","refresh_token":"r"}"#,
+        ))
+        .unwrap();
+        assert_eq!(t.access_token.as_str(), "a");
+        assert_eq!(t.refresh_token.unwrap().as_str(), "r");
+        assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn token_response_classification() {
+        assert_eq!(
+            parse_token_response(&resp(503, "")).unwrap_err(),
+            TokenError::Transient {
+                status: 503,
+                retry_after: Some(Duration::from_secs(120))
+            }
+        );
+        let e = parse_token_response(&resp(
+            400,
+            r#"{"error":"invalid_grant","error_description":"expired\nrefresh"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "token endpoint answered HTTP 400: invalid_grant (expired refresh)"
+        );
+        assert!(!e.is_transient());
+        let e = parse_token_response(&resp(200, r#"{"error":"slow_down"}"#)).unwrap_err();
+        assert!(matches!(e, TokenError::Rejected { status: 200, .. }));
+        for body in [
+            "not json",
+            "[]",
+            r#"{"token_type":"bearer"}"#,
+            r#"{"access_token":"a"}"#,
+            r#"{"access_token":"a","token_type":"mac"}"#,
+            r#"{"access_token":"a","token_type":"bearer","expires_in":-5}"#,
+            r#"{"access_token":5,"token_type":"bearer"}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_token_response(&resp(200, body)),
+                    Err(TokenError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_messages_never_quote_tokens() {
+        let e = parse_token_response(&resp(
+            200,
+            r#"{"access_token":"SECRETTOKEN","token_type":"mac"}"#,
+        ))
+        .unwrap_err();
+        assert!(!e.to_string().contains("SECRETTOKEN"));
+    }
+}

@@ -24,6 +24,12 @@ impl<T: Zeroize> Secret<T> {
     pub fn expose(&self) -> &T {
         &self.0
     }
+
+    /// The secret itself, to change in place (e.g. a buffer being filled), so that no
+    /// copy escapes the wrapper.
+    pub fn expose_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
 }
 
 impl Secret<String> {

@@ -54,8 +54,19 @@ impl Sub<Duration> for Instant {
 
 /// Wall-clock time: milliseconds since the Unix epoch (UTC). Used for display and dumps
 /// only; it may jump when the user or NTP sets the clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct WallTime(i64);
 

@@ -1,5 +1,398 @@
-//! The state machine.
-/// Listener facts.
-pub struct Listeners;
-/// The server.
-pub struct Server;
+//! The state machine of the whole server: every account, the child processes, the token
+//! event queue, and reloads.
+//!
+//! [`Server::handle`] is the only input and never fails or panics on input; effects come
+//! out of [`Server::poll_output`]; [`Server::poll_timeout`] says when to call `handle`
+//! next with [`Input::Tick`]. Time never goes backwards (an earlier `now` is treated as
+//! the latest one seen).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::config::{Account, Config};
+use crate::dump::fingerprint;
+use crate::event::{ClientId, Entropy, Input, Level, Output, RequestId};
+use crate::time::{Instant, Now};
+
+mod account;
+mod children;
+mod control;
+mod flow;
+mod refresh;
+mod reload;
+mod timers;
+
+use account::State;
+use children::Children;
+use timers::{TimerKey, Timers};
+
+/// The redirect listeners, as bound by the driver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listeners {
+    /// Port of the HTTP listener, if on.
+    pub http_port: Option<u16>,
+    /// Port of the HTTPS listener, if on.
+    pub https_port: Option<u16>,
+    /// SHA-256 fingerprint of the HTTPS listener's certificate, if on.
+    pub https_fingerprint: Option<String>,
+}
+
+/// Fixed limits and delays. The defaults are those of SPEC.md; tests and fault-injection
+/// runs shorten them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tunables {
+    /// Give up on a token-endpoint exchange after this long (a transient failure).
+    pub http_timeout: Duration,
+    /// Attempts at a code exchange that meets transport errors.
+    pub exchange_tries: u32,
+    /// Delay between those attempts.
+    pub exchange_retry_delay: Duration,
+    /// Kill `auth_notify_cmd`, `error_notify_cmd` and `token_event_cmd` after this long.
+    pub notify_timeout: Duration,
+    /// Kill `transient_error_if_cmd` after this long.
+    pub check_timeout: Duration,
+    /// Run `transient_error_if_cmd` after every this many transient failures in a row.
+    pub check_every: u32,
+    /// Child processes running at once; more wait in a queue.
+    pub max_children: usize,
+    /// Child processes waiting to run; notifications past this are dropped (and logged).
+    pub max_queued_children: usize,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Self {
+            http_timeout: Duration::from_secs(30),
+            exchange_tries: 10,
+            exchange_retry_delay: Duration::from_secs(6),
+            notify_timeout: Duration::from_secs(10),
+            check_timeout: Duration::from_secs(180),
+            check_every: 6,
+            max_children: 32,
+            max_queued_children: 1024,
+        }
+    }
+}
+
+/// An account, named by the core; never reused, so work for an account that was reloaded
+/// away cannot land on its successor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct AccountId(pub u64);
+
+/// One configured account and its state.
+#[derive(Debug)]
+struct Slot {
+    config: Account,
+    /// `dump::fingerprint(&config)`, computed once.
+    fingerprint: String,
+    state: State,
+}
+
+/// The whole server.
+#[derive(Debug)]
+pub struct Server {
+    /// Global options (its `accounts` is kept empty: accounts live in `accounts`).
+    globals: Config,
+    listeners: Listeners,
+    tunables: Tunables,
+    accounts: BTreeMap<AccountId, Slot>,
+    by_name: BTreeMap<String, AccountId>,
+    /// Pending authorisation requests by SHA-256 of their `state`.
+    pending: BTreeMap<[u8; 32], AccountId>,
+    /// Requests in flight and whose they are.
+    requests: BTreeMap<RequestId, AccountId>,
+    timers: Timers,
+    children: Children,
+    /// Clients waiting for a reload (`None`: SIGHUP), and whether the config was asked for.
+    reload_waiters: Vec<Option<ClientId>>,
+    outputs: VecDeque<Output>,
+    next_id: u64,
+    /// Log messages less important than this are not even formatted.
+    log_level: Level,
+    /// The latest time seen.
+    latest: Option<Now>,
+    exiting: bool,
+}
+
+impl Server {
+    /// A server for `config`, with no tokens, using the default [`Tunables`].
+    pub fn new(config: Config, listeners: Listeners) -> Server {
+        Server::with_tunables(config, listeners, Tunables::default())
+    }
+
+    /// A server with explicit limits and delays.
+    pub fn with_tunables(mut config: Config, listeners: Listeners, tunables: Tunables) -> Server {
+        let accounts = std::mem::take(&mut config.accounts);
+        let mut server = Server {
+            globals: config,
+            listeners,
+            tunables,
+            accounts: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            timers: Timers::default(),
+            children: Children::default(),
+            reload_waiters: Vec::new(),
+            outputs: VecDeque::new(),
+            next_id: 1,
+            log_level: Level::Trace,
+            latest: None,
+            exiting: false,
+        };
+        for account in accounts {
+            server.add_account(account);
+        }
+        server
+    }
+
+    /// Handles one input at time `now`, then everything that has come due by then.
+    /// `entropy` is drawn from only to start authorisation requests.
+    pub fn handle(&mut self, now: Now, input: Input, entropy: &mut dyn Entropy) {
+        let now = self.advance(now);
+        if self.exiting {
+            return;
+        }
+        match input {
+            Input::Tick => (),
+            Input::Started => self.started(),
+            Input::ClientAsked { client, bytes } => {
+                self.client_asked(now, client, bytes.expose(), entropy)
+            }
+            Input::RedirectReceived {
+                conn,
+                scheme,
+                request,
+            } => self.redirect_received(now, conn, scheme, &request),
+            Input::HttpResponded { request, response } => {
+                self.http_finished(now, request, Ok(response))
+            }
+            Input::HttpFailed { request, error } => self.http_finished(now, request, Err(error)),
+            Input::ChildExited { child, status } => self.child_exited(now, child, status),
+            Input::ConfigRead { result } => self.config_read(now, result),
+            Input::ReloadAsked => self.reload_asked(None),
+            Input::ShutdownAsked => self.shut_down(),
+        }
+        self.fire_due(now);
+    }
+
+    /// The next effect to perform, if any. Drain after every [`Server::handle`].
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Server::handle`] with [`Input::Tick`] next; `None`: only when
+    /// something happens. After `handle` returns, this is always later than its `now`.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.exiting {
+            return None;
+        }
+        self.timers.next()
+    }
+
+    /// Stops emitting log messages less important than `level` (saves formatting them).
+    pub fn set_log_level(&mut self, level: Level) {
+        self.log_level = level;
+    }
+
+    /// The listeners this server was built with.
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
+    /// Clamps time so that it never goes backwards, and remembers it.
+    fn advance(&mut self, now: Now) -> Now {
+        let now = match self.latest {
+            Some(l) if now.boot < l.boot => Now {
+                boot: l.boot,
+                wall: now.wall,
+            },
+            _ => now,
+        };
+        self.latest = Some(now);
+        now
+    }
+
+    /// Runs every timer due at `now`. Each handler sets only deadlines after `now` or
+    /// clears them, so the loop ends; the bound is a second line of defence.
+    fn fire_due(&mut self, now: Now) {
+        let bound = 4 * self.timers.len() + 16;
+        for _ in 0..bound {
+            match self.timers.pop_due(now.boot) {
+                Some(TimerKey::Account(id)) => self.account_due(now, id),
+                Some(TimerKey::Child(child)) => self.child_due(child),
+                None => return,
+            }
+        }
+        self.log(
+            Level::Error,
+            "internal error: timers kept coming due; deferring the rest",
+        );
+    }
+
+    /// An account's deadline has come.
+    fn account_due(&mut self, now: Now, id: AccountId) {
+        let Some(slot) = self.accounts.get(&id) else {
+            return;
+        };
+        match &slot.state {
+            State::Pending(_) => self.notify_again(now, id),
+            State::Exchanging(_) => self.exchange_due(now, id),
+            State::Active(_) => self.active_due(now, id),
+            State::Refreshing(_) => self.refresh_timed_out(now, id),
+            State::Unauthorised | State::Failed(_) => (),
+        }
+    }
+
+    /// Replaces the state of account `id` with what `f` makes of the old one, keeping
+    /// every index in step: the pending-state index, the request map (a request the new
+    /// state no longer carries is cancelled), and the account's timer.
+    fn update(&mut self, id: AccountId, f: impl FnOnce(&mut Server, State) -> State) {
+        let Some(slot) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut slot.state, State::Unauthorised);
+        if let Some(key) = old.pending_key() {
+            self.pending.remove(&key);
+        }
+        let old_request = old.request();
+        let old_name = old.name();
+        let new = f(self, old);
+        if self.log_level >= Level::Trace && old_name != new.name() {
+            let message = format!("{}: {old_name} -> {}", self.name_of(id), new.name());
+            self.log(Level::Trace, message);
+        }
+        let new_request = new.request();
+        if let Some(r) = old_request
+            && new_request != Some(r)
+            && self.requests.remove(&r).is_some()
+        {
+            self.outputs.push_back(Output::CancelHttp { request: r });
+        }
+        if let Some(r) = new_request {
+            self.requests.insert(r, id);
+        }
+        if let Some(key) = new.pending_key() {
+            self.pending.insert(key, id);
+        }
+        self.timers.set(TimerKey::Account(id), new.deadline());
+        if let Some(slot) = self.accounts.get_mut(&id) {
+            slot.state = new;
+        }
+    }
+
+    fn add_account(&mut self, config: Account) -> AccountId {
+        let id = AccountId(self.fresh_id());
+        self.by_name.insert(config.name.clone(), id);
+        self.accounts.insert(
+            id,
+            Slot {
+                fingerprint: fingerprint(&config),
+                config,
+                state: State::Unauthorised,
+            },
+        );
+        id
+    }
+
+    /// Drops an account and everything in flight for it.
+    fn remove_account(&mut self, id: AccountId) {
+        self.update(id, |_, _| State::Unauthorised);
+        if let Some(slot) = self.accounts.remove(&id) {
+            self.by_name.remove(&slot.config.name);
+        }
+        self.timers.set(TimerKey::Account(id), None);
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn fresh_request(&mut self) -> RequestId {
+        RequestId(self.fresh_id())
+    }
+
+    fn name_of(&self, id: AccountId) -> &str {
+        self.accounts
+            .get(&id)
+            .map_or("?", |s| s.config.name.as_str())
+    }
+
+    fn log(&mut self, level: Level, message: impl Into<String>) {
+        if level > self.log_level {
+            return;
+        }
+        self.outputs.push_back(Output::Log {
+            level,
+            message: message.into(),
+        });
+    }
+
+    fn shut_down(&mut self) {
+        self.log(Level::Info, "shutting down");
+        self.outputs.push_back(Output::Exit);
+        self.exiting = true;
+    }
+
+    /// Checks the invariants of DESIGN.md; panics with a description if one fails.
+    /// For property tests and fuzzing.
+    #[cfg(any(test, feature = "invariants"))]
+    pub fn check_invariants(&self) {
+        let now = self.latest.map(|n| n.boot);
+        let mut pending_seen = 0;
+        let mut requests_seen = 0;
+        for (id, slot) in &self.accounts {
+            assert_eq!(self.by_name.get(&slot.config.name), Some(id), "name index");
+            assert_eq!(
+                self.timers.get(TimerKey::Account(*id)),
+                slot.state.deadline(),
+                "{}: timer differs from the state's deadline",
+                slot.config.name
+            );
+            if let Some(key) = slot.state.pending_key() {
+                pending_seen += 1;
+                assert_eq!(self.pending.get(&key), Some(id), "pending index");
+            }
+            if let Some(r) = slot.state.request() {
+                requests_seen += 1;
+                assert_eq!(self.requests.get(&r), Some(id), "request map");
+            }
+            if let (Some(now), Some(d)) = (now, slot.state.deadline()) {
+                assert!(d > now, "{}: deadline not after now", slot.config.name);
+            }
+            let work_pending = matches!(
+                slot.state,
+                State::Exchanging(_) | State::Refreshing(_) | State::Active(_)
+            );
+            if work_pending && slot.state.deadline().is_none() {
+                // Only a running transient check may leave an active account without a
+                // deadline, and that child then has its own.
+                match &slot.state {
+                    State::Active(account::Active {
+                        next: account::Next::Checking(c),
+                        ..
+                    }) => assert!(
+                        self.children.is_known(*c),
+                        "{}: checking with an unknown child",
+                        slot.config.name
+                    ),
+                    _ => panic!("{}: work pending without a deadline", slot.config.name),
+                }
+            }
+        }
+        assert_eq!(self.by_name.len(), self.accounts.len(), "name index size");
+        assert_eq!(self.pending.len(), pending_seen, "stale pending entries");
+        assert_eq!(self.requests.len(), requests_seen, "stale request entries");
+        if let (Some(now), Some(next)) = (now, self.poll_timeout()) {
+            assert!(next > now, "poll_timeout not after now");
+        }
+        self.children.check_invariants();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! One account's token state. Each variant carries exactly the data valid in it, so
+//! impossible combinations (a refresh in flight without a token, a pending request
+//! without a verifier) cannot be written down.
+
+use url::Url;
+
+use crate::event::{ChildId, RequestId};
+use crate::protocol::{LastError, TokenStatus};
+use crate::secret::Secret;
+use crate::time::{Instant, Now};
+
+/// The state of one account.
+#[derive(Debug)]
+pub(crate) enum State {
+    /// No token, nothing under way.
+    Unauthorised,
+    /// An authorisation URL has been handed out; waiting for the browser's redirect.
+    Pending(Pending),
+    /// The redirect brought a code; exchanging it for tokens.
+    Exchanging(Exchanging),
+    /// A token is held (possibly expired, while refreshes keep failing transiently).
+    Active(Active),
+    /// A token is held and a refresh request is in flight.
+    Refreshing(Refreshing),
+    /// No token because something failed; behaves as `Unauthorised` for `show`, but
+    /// `status` says what went wrong.
+    Failed(Failed),
+}
+
+/// Waiting for the user to authorise in a browser.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// The `state` parameter: 32 random bytes, base64url. Matched in constant time.
+    pub state: Secret,
+    /// SHA-256 of `state`: the key of the server's lookup index (looking up by a hash
+    /// leaks nothing useful through timing).
+    pub state_key: [u8; 32],
+    /// The PKCE verifier: 64 random bytes, base64url.
+    pub verifier: Secret,
+    /// The redirect URI sent in the URL (and again in the code exchange).
+    pub redirect_uri: Url,
+    /// The authorisation URL handed to the user.
+    pub url: String,
+    /// When the user was last notified (or the request started).
+    pub notified: Instant,
+    /// When to run `auth_notify_cmd` again; `None` when it is unset.
+    pub next_notify: Option<Instant>,
+}
+
+/// Exchanging an authorisation code.
+#[derive(Debug)]
+pub(crate) struct Exchanging {
+    /// The code from the redirect.
+    pub code: Secret,
+    /// The PKCE verifier of the request the code answers.
+    pub verifier: Secret,
+    /// The redirect URI of that request.
+    pub redirect_uri: Url,
+    /// Attempts made so far, counting the one in flight (1..=exchange_tries).
+    pub attempt: u32,
+    /// When the user was last notified of the request this code answers.
+    pub notified: Instant,
+    /// What happens next.
+    pub step: Step,
+}
+
+/// The progress of an HTTP request that is retried after transport errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// In flight; abandoned as a timeout at `deadline`.
+    InFlight(InFlight),
+    /// Waiting to send again at this instant.
+    RetryAt(Instant),
+}
+
+/// A request in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    /// Its id.
+    pub request: RequestId,
+    /// When it was sent; `expires_in` counts from here.
+    pub sent: Instant,
+    /// When it is abandoned as a timeout (sent + http_timeout).
+    pub deadline: Instant,
+}
+
+/// Tokens and when they were obtained.
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    /// The access token.
+    pub access: Secret,
+    /// The refresh token; without one the account cannot refresh.
+    pub refresh: Option<Secret>,
+    /// When the request that brought them was sent.
+    pub obtained: Instant,
+    /// When the access token expires (obtained + expires_in, or + refresh_at_least
+    /// when the provider gave no `expires_in`). Never handed out at or after this.
+    pub expires: Instant,
+}
+
+/// Holding a token.
+#[derive(Debug)]
+pub(crate) struct Active {
+    /// The tokens.
+    pub tokens: Tokens,
+    /// Transient refresh failures in a row (reset by a success).
+    pub failures: u32,
+    /// When the last refresh attempt was sent, if any since the token was obtained.
+    pub last_attempt: Option<Instant>,
+    /// What happens next.
+    pub next: Next,
+}
+
+/// What an active account does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Refresh at this instant.
+    RefreshAt(Instant),
+    /// No refresh token: forget the token when it expires, at this instant.
+    ExpireAt(Instant),
+    /// `transient_error_if_cmd` is deciding whether to keep retrying.
+    Checking(ChildId),
+}
+
+/// Holding a token and refreshing it.
+#[derive(Debug)]
+pub(crate) struct Refreshing {
+    /// The tokens being refreshed (still handed out until they expire).
+    pub tokens: Tokens,
+    /// Transient failures in a row before this attempt.
+    pub failures: u32,
+    /// The request.
+    pub flight: InFlight,
+}
+
+/// No token, because of this failure.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    /// When it failed.
+    pub at: Instant,
+    /// What failed, one line, no secrets.
+    pub why: String,
+}
+
+impl State {
+    /// The one deadline this state needs, if any. The server keeps the timer queue
+    /// equal to this for every account.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            State::Unauthorised | State::Failed(_) => None,
+            State::Pending(p) => p.next_notify,
+            State::Exchanging(e) => Some(e.step.deadline()),
+            State::Active(a) => match a.next {
+                Next::RefreshAt(t) | Next::ExpireAt(t) => Some(t),
+                Next::Checking(_) => None,
+            },
+            State::Refreshing(r) => Some(r.flight.deadline),
+        }
+    }
+
+    /// The HTTP request in flight, if any (at most one per account).
+    pub fn request(&self) -> Option<RequestId> {
+        match self {
+            State::Exchanging(Exchanging {
+                step: Step::InFlight(f),
+                ..
+            }) => Some(f.request),
+            State::Refreshing(r) => Some(r.flight.request),
+            _ => None,
+        }
+    }
+
+    /// The key under which a pending request is indexed.
+    pub fn pending_key(&self) -> Option<[u8; 32]> {
+        match self {
+            State::Pending(p) => Some(p.state_key),
+            _ => None,
+        }
+    }
+
+    /// The tokens held, if any.
+    pub fn tokens(&self) -> Option<&Tokens> {
+        match self {
+            State::Active(a) => Some(&a.tokens),
+            State::Refreshing(r) => Some(&r.tokens),
+            _ => None,
+        }
+    }
+
+    /// A short name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Unauthorised => "unauthorised",
+            State::Pending(_) => "pending",
+            State::Exchanging(_) => "exchanging",
+            State::Active(_) => "active",
+            State::Refreshing(_) => "refreshing",
+            State::Failed(_) => "failed",
+        }
+    }
+
+    /// What `status` reports.
+    pub fn status(&self, now: Now) -> TokenStatus {
+        match self {
+            State::Unauthorised => TokenStatus::NoToken { last_error: None },
+            State::Failed(f) => TokenStatus::NoToken {
+                last_error: Some(LastError {
+                    at: now.wall_at(f.at),
+                    message: f.why.clone(),
+                }),
+            },
+            State::Pending(p) => TokenStatus::Pending {
+                last_notification: now.wall_at(p.notified),
+            },
+            State::Exchanging(e) => TokenStatus::Pending {
+                last_notification: now.wall_at(e.notified),
+            },
+            State::Active(a) => token_status(now, &a.tokens, a.last_attempt),
+            State::Refreshing(r) => token_status(now, &r.tokens, Some(r.flight.sent)),
+        }
+    }
+}
+
+fn token_status(now: Now, t: &Tokens, last_attempt: Option<Instant>) -> TokenStatus {
+    if t.expires > now.boot {
+        TokenStatus::Active {
+            obtained: now.wall_at(t.obtained),
+            expires: now.wall_at(t.expires),
+        }
+    } else {
+        TokenStatus::Expired {
+            last_refresh_attempt: last_attempt.map(|at| now.wall_at(at)),
+        }
+    }
+}
+
+impl Step {
+    /// When this step next needs attention.
+    pub fn deadline(&self) -> Instant {
+        match self {
+            Step::InFlight(f) => f.deadline,
+            Step::RetryAt(t) => *t,
+        }
+    }
+}

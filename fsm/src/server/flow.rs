@@ -1,0 +1,387 @@
+//! The authorisation-code flow with PKCE (SPEC.md section 5): starting a request,
+//! notifying the user, interpreting the redirect, and exchanging the code.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::event::{
+    ConnId, Entropy, HttpRequest, HttpResponse, Level, Method, Output, RedirectRequest, RequestId,
+    Scheme, TransportError,
+};
+use crate::oauth::{self, STATE_BYTES, VERIFIER_BYTES};
+use crate::secret::Secret;
+use crate::time::{Instant, Now};
+
+use super::account::{Active, Exchanging, Failed, InFlight, Next, Pending, State, Step, Tokens};
+use super::children::TokenEvent;
+use super::{AccountId, Server};
+
+/// The page shown once the browser has brought a code.
+pub const PROCESSING_PAGE: &str =
+    "pizauth processing authentication: you can safely close this page.";
+/// The page shown for a `state` that matches no pending request.
+pub const NO_MATCH_PAGE: &str = "pizauth: no pending authorisation request matches this page (it was already answered, revoked, or the server restarted); run pizauth show again for a fresh URL.";
+
+impl Server {
+    /// Starts an authorisation request for account `id` and returns its URL, or `None`
+    /// if no listener suits the account's redirect URI.
+    pub(super) fn start_authorisation(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        entropy: &mut dyn Entropy,
+    ) -> Option<String> {
+        let slot = self.accounts.get(&id)?;
+        let Some(redirect_uri) = oauth::redirect_uri(
+            &slot.config,
+            self.listeners.http_port,
+            self.listeners.https_port,
+        ) else {
+            let name = slot.config.name.clone();
+            self.log(
+                Level::Error,
+                format!("{name}: no redirect listener is on for its redirect_uri"),
+            );
+            return None;
+        };
+        let state = oauth::random_token(entropy, STATE_BYTES);
+        let verifier = oauth::random_token(entropy, VERIFIER_BYTES);
+        let challenge = oauth::code_challenge(&verifier);
+        let url =
+            oauth::authorization_url(&slot.config, &redirect_uri, &state, &challenge).to_string();
+        let pending = Pending {
+            state_key: Sha256::digest(state.as_str().as_bytes()).into(),
+            state,
+            verifier,
+            redirect_uri,
+            url: url.clone(),
+            notified: now.boot,
+            next_notify: self.next_notify(now),
+        };
+        self.update(id, |_, _| State::Pending(pending));
+        self.log(
+            Level::Info,
+            format!("{}: authorisation request started", self.name_of(id)),
+        );
+        self.auth_notify(id, &url);
+        Some(url)
+    }
+
+    /// When to repeat `auth_notify_cmd`, if it is set (at least a second apart).
+    pub(super) fn next_notify(&self, now: Now) -> Option<Instant> {
+        self.globals.auth_notify_cmd.as_ref()?;
+        Some(
+            now.boot
+                + self
+                    .globals
+                    .auth_notify_interval
+                    .max(Duration::from_secs(1)),
+        )
+    }
+
+    /// `auth_notify_interval` has passed with the request still pending.
+    pub(super) fn notify_again(&mut self, now: Now, id: AccountId) {
+        let next = self.next_notify(now);
+        let mut url = None;
+        self.update(id, |_, state| match state {
+            State::Pending(mut p) => {
+                p.notified = now.boot;
+                p.next_notify = next;
+                url = Some(p.url.clone());
+                State::Pending(p)
+            }
+            other => other,
+        });
+        if let Some(url) = url {
+            self.auth_notify(id, &url);
+        }
+    }
+
+    /// A request on a redirect listener. Everything that is not a good redirect gets an
+    /// error page and changes nothing.
+    pub(super) fn redirect_received(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        _scheme: Scheme,
+        request: &RedirectRequest,
+    ) {
+        let (status, body) = self.interpret_redirect(now, request);
+        self.outputs
+            .push_back(Output::AnswerRedirect { conn, status, body });
+    }
+
+    fn interpret_redirect(&mut self, now: Now, request: &RedirectRequest) -> (u16, String) {
+        if request.method != "GET" {
+            return (405, "pizauth: only GET is supported".into());
+        }
+        if request.host.is_none() {
+            return (400, "pizauth: request has no Host header".into());
+        }
+        let Some((path, query)) = split_target(&request.target) else {
+            return (400, "pizauth: malformed request target".into());
+        };
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let param = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let Some(state) = param("state") else {
+            return (404, "pizauth: not found".into());
+        };
+        let Some(id) = self.find_pending(state) else {
+            return (200, NO_MATCH_PAGE.into());
+        };
+        let Some(State::Pending(p)) = self.accounts.get(&id).map(|s| &s.state) else {
+            return (200, NO_MATCH_PAGE.into());
+        };
+        if !redirect_matches(&p.redirect_uri, path, &pairs) {
+            return (404, "pizauth: not found".into());
+        }
+        if let Some(error) = param("error") {
+            let mut why = format!(
+                "authorisation failed: {}",
+                oauth::clean_provider_text(error)
+            );
+            if let Some(d) = param("error_description") {
+                why.push_str(&format!(" ({})", oauth::clean_provider_text(d)));
+            }
+            let page = format!("pizauth: {why}");
+            self.fail(now, id, why);
+            return (400, page);
+        }
+        let Some(code) = param("code").filter(|c| !c.is_empty()) else {
+            return (400, "pizauth: the redirect carries no code".into());
+        };
+        let code = Secret::new(code.to_owned());
+        self.update(id, |_, state| match state {
+            State::Pending(p) => State::Exchanging(Exchanging {
+                code,
+                verifier: p.verifier,
+                redirect_uri: p.redirect_uri,
+                attempt: 0,
+                notified: p.notified,
+                step: Step::RetryAt(now.boot),
+            }),
+            other => other,
+        });
+        self.log(
+            Level::Info,
+            format!("{}: authorisation code received", self.name_of(id)),
+        );
+        self.send_exchange(now, id);
+        (200, PROCESSING_PAGE.into())
+    }
+
+    /// The pending account whose `state` is `state`, compared in constant time.
+    fn find_pending(&self, state: &str) -> Option<AccountId> {
+        let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+        let id = *self.pending.get(&key)?;
+        match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Pending(p))
+                if constant_time_eq(p.state.as_str().as_bytes(), state.as_bytes()) =>
+            {
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends (or re-sends) the code exchange of an `Exchanging` account.
+    fn send_exchange(&mut self, now: Now, id: AccountId) {
+        let request = self.fresh_request();
+        let timeout = self.tunables.http_timeout;
+        let mut http = None;
+        self.update(id, |s, state| match state {
+            State::Exchanging(mut e) => {
+                if let Some(slot) = s.accounts.get(&id) {
+                    http = Some(HttpRequest {
+                        method: Method::Post,
+                        url: slot.config.token_uri.clone(),
+                        body: oauth::code_exchange_body(
+                            &slot.config,
+                            &e.code,
+                            &e.verifier,
+                            &e.redirect_uri,
+                        ),
+                        timeout,
+                    });
+                }
+                e.attempt += 1;
+                e.step = Step::InFlight(InFlight {
+                    request,
+                    sent: now.boot,
+                    deadline: now.boot + timeout,
+                });
+                State::Exchanging(e)
+            }
+            other => other,
+        });
+        if let Some(http) = http {
+            self.outputs.push_back(Output::SendHttp { request, http });
+        }
+    }
+
+    /// An exchanging account's deadline: a retry is due, or the request timed out.
+    pub(super) fn exchange_due(&mut self, now: Now, id: AccountId) {
+        let step = match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Exchanging(e)) => e.step,
+            _ => return,
+        };
+        match step {
+            Step::RetryAt(_) => self.send_exchange(now, id),
+            Step::InFlight(f) => {
+                let timeout = TransportError {
+                    kind: crate::event::TransportErrorKind::Io,
+                    message: format!(
+                        "no answer from the token endpoint within {} s",
+                        self.tunables.http_timeout.as_secs()
+                    ),
+                };
+                self.requests.remove(&f.request);
+                self.outputs
+                    .push_back(Output::CancelHttp { request: f.request });
+                self.exchange_finished(now, id, f, Err(timeout));
+            }
+        }
+    }
+
+    /// A response (or failure) for a request: route it to the account expecting it.
+    pub(super) fn http_finished(
+        &mut self,
+        now: Now,
+        request: RequestId,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let Some(id) = self.requests.remove(&request) else {
+            self.log(
+                Level::Debug,
+                format!(
+                    "dropping the outcome of request {}: no longer expected",
+                    request.0
+                ),
+            );
+            return;
+        };
+        let flight = match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Exchanging(Exchanging {
+                step: Step::InFlight(f),
+                ..
+            })) => *f,
+            Some(State::Refreshing(r)) => return self.refresh_finished(now, id, r.flight, result),
+            _ => return,
+        };
+        self.exchange_finished(now, id, flight, result);
+    }
+
+    /// The code exchange ended: tokens, a retry after a transport error, or failure.
+    fn exchange_finished(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        flight: InFlight,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let name = self.name_of(id).to_owned();
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let attempt = match self.accounts.get(&id).map(|s| &s.state) {
+                    Some(State::Exchanging(x)) => x.attempt,
+                    _ => return,
+                };
+                if attempt >= self.tunables.exchange_tries {
+                    return self.fail(
+                        now,
+                        id,
+                        format!(
+                            "exchanging the authorisation code failed after {attempt} tries: {}",
+                            e.message
+                        ),
+                    );
+                }
+                self.log(
+                    Level::Warn,
+                    format!(
+                        "{name}: exchanging the authorisation code failed ({}); retrying",
+                        e.message
+                    ),
+                );
+                let at = now.boot + self.tunables.exchange_retry_delay;
+                return self.update(id, |_, state| match state {
+                    State::Exchanging(mut x) => {
+                        x.step = Step::RetryAt(at);
+                        State::Exchanging(x)
+                    }
+                    other => other,
+                });
+            }
+        };
+        match oauth::parse_token_response(&response) {
+            Ok(t) => {
+                let lifetime = self.lifetime(id, t.expires_in);
+                let tokens = Tokens {
+                    access: t.access_token,
+                    refresh: t.refresh_token,
+                    obtained: flight.sent,
+                    expires: flight.sent + lifetime,
+                };
+                self.update(id, |_, _| {
+                    State::Active(Active {
+                        tokens,
+                        failures: 0,
+                        last_attempt: None,
+                        // Replaced at once by `schedule`.
+                        next: Next::RefreshAt(now.boot),
+                    })
+                });
+                self.schedule(now, id);
+                self.token_event(id, TokenEvent::New);
+            }
+            Err(e) => self.fail(
+                now,
+                id,
+                format!("exchanging the authorisation code failed: {e}"),
+            ),
+        }
+    }
+
+    /// The account ends up with no token because of `why`; the user is told.
+    pub(super) fn fail(&mut self, now: Now, id: AccountId, why: String) {
+        self.update(id, |_, _| {
+            State::Failed(Failed {
+                at: now.boot,
+                why: why.clone(),
+            })
+        });
+        self.error_notify(id, &why);
+    }
+}
+
+/// Splits a request target into its path and query (without the `?`).
+fn split_target(target: &str) -> Option<(&str, &str)> {
+    if !target.starts_with('/') {
+        return None;
+    }
+    let target = target.split('#').next().unwrap_or(target);
+    Some(target.split_once('?').unwrap_or((target, "")))
+}
+
+/// Whether a redirect's path and query carry the redirect URI's path and query pairs.
+fn redirect_matches(redirect_uri: &Url, path: &str, pairs: &[(String, String)]) -> bool {
+    if path != redirect_uri.path() {
+        return false;
+    }
+    redirect_uri
+        .query_pairs()
+        .all(|(k, v)| pairs.iter().any(|(pk, pv)| *pk == *k && *pv == *v))
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

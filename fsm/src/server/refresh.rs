@@ -1,0 +1,278 @@
+//! Keeping tokens fresh (SPEC.md section 5): when to refresh, sending the refresh,
+//! transient versus permanent failures, and the transient-error check.
+
+use std::time::Duration;
+
+use crate::event::{HttpRequest, HttpResponse, Level, Method, Output, TransportError};
+use crate::oauth::{self, TokenError};
+use crate::time::{Instant, Now};
+
+use super::account::{Active, Failed, InFlight, Next, Refreshing, State, Tokens};
+use super::children::TokenEvent;
+use super::{AccountId, Server};
+
+impl Server {
+    /// How long a new token lives: `expires_in`, or `refresh_at_least` if absent.
+    pub(super) fn lifetime(&self, id: AccountId, expires_in: Option<Duration>) -> Duration {
+        expires_in.unwrap_or_else(|| {
+            self.accounts
+                .get(&id)
+                .map_or(crate::config::DEFAULT_REFRESH_AT_LEAST, |s| {
+                    s.config.timing.refresh_at_least
+                })
+        })
+    }
+
+    /// Sets when an active account next acts: at
+    /// `min(expires - refresh_before_expiry, obtained + refresh_at_least)`, or after a
+    /// failed attempt at `last_attempt + refresh_retry`; never before now. Without a
+    /// refresh token, the token is kept until it expires and then dropped.
+    pub(super) fn schedule(&mut self, now: Now, id: AccountId) {
+        let Some(timing) = self.accounts.get(&id).map(|s| s.config.timing) else {
+            return;
+        };
+        self.update(id, |_, state| match state {
+            State::Active(mut a) => {
+                if a.tokens.refresh.is_none() {
+                    a.next =
+                        Next::ExpireAt(a.tokens.expires.max(now.boot + Duration::from_millis(1)));
+                } else if !matches!(a.next, Next::Checking(_)) {
+                    let due = match a.last_attempt.filter(|_| a.failures > 0) {
+                        // At least a second apart, whatever the config says (0s is accepted).
+                        Some(last) => last + timing.refresh_retry.max(Duration::from_secs(1)),
+                        None => (a.tokens.expires - timing.refresh_before_expiry)
+                            .min(a.tokens.obtained + timing.refresh_at_least),
+                    };
+                    a.next = Next::RefreshAt(due.max(now.boot));
+                }
+                State::Active(a)
+            }
+            other => other,
+        });
+    }
+
+    /// An active account's deadline: refresh, or drop a token that cannot be refreshed.
+    pub(super) fn active_due(&mut self, now: Now, id: AccountId) {
+        let next = match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Active(a)) => a.next,
+            _ => return,
+        };
+        match next {
+            Next::RefreshAt(_) => self.start_refresh(now, id),
+            Next::ExpireAt(_) => {
+                self.log(
+                    Level::Info,
+                    format!(
+                        "{}: token expired and there is no refresh token",
+                        self.name_of(id)
+                    ),
+                );
+                self.update(id, |_, _| State::Unauthorised);
+                self.token_event(id, TokenEvent::Invalidated);
+            }
+            Next::Checking(_) => (),
+        }
+    }
+
+    /// Sends a refresh request now, if the account is active and can refresh; an
+    /// account without a refresh token returns to no token.
+    pub(super) fn start_refresh(&mut self, now: Now, id: AccountId) {
+        let request = self.fresh_request();
+        let Some(slot) = self.accounts.get(&id) else {
+            return;
+        };
+        let State::Active(a) = &slot.state else {
+            return;
+        };
+        let Some(refresh_token) = &a.tokens.refresh else {
+            if a.tokens.expires <= now.boot {
+                self.update(id, |_, _| State::Unauthorised);
+                self.token_event(id, TokenEvent::Invalidated);
+            }
+            return;
+        };
+        let timeout = self.tunables.http_timeout;
+        let http = HttpRequest {
+            method: Method::Post,
+            url: slot.config.token_uri.clone(),
+            body: oauth::refresh_body(&slot.config, refresh_token),
+            timeout,
+        };
+        self.update(id, |_, state| match state {
+            State::Active(a) => State::Refreshing(Refreshing {
+                tokens: a.tokens,
+                failures: a.failures,
+                flight: InFlight {
+                    request,
+                    sent: now.boot,
+                    deadline: now.boot + timeout,
+                },
+            }),
+            other => other,
+        });
+        self.log(Level::Debug, format!("{}: refreshing", self.name_of(id)));
+        self.outputs.push_back(Output::SendHttp { request, http });
+    }
+
+    /// The refresh request got no answer in time.
+    pub(super) fn refresh_timed_out(&mut self, now: Now, id: AccountId) {
+        let flight = match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Refreshing(r)) => r.flight,
+            _ => return,
+        };
+        self.requests.remove(&flight.request);
+        self.outputs.push_back(Output::CancelHttp {
+            request: flight.request,
+        });
+        let error = TransportError {
+            kind: crate::event::TransportErrorKind::Io,
+            message: format!(
+                "no answer from the token endpoint within {} s",
+                self.tunables.http_timeout.as_secs()
+            ),
+        };
+        self.refresh_finished(now, id, flight, Err(error));
+    }
+
+    /// The refresh ended: new tokens, a transient failure (keep the token, retry), or a
+    /// permanent one (drop the token).
+    pub(super) fn refresh_finished(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        flight: InFlight,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let outcome = match result {
+            Ok(response) => oauth::parse_token_response(&response).map_err(|e| {
+                let retry_after = match &e {
+                    TokenError::Transient { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                (e.is_transient(), e.to_string(), retry_after)
+            }),
+            Err(e) => Err((true, e.message, None)),
+        };
+        match outcome {
+            Ok(t) => {
+                let lifetime = self.lifetime(id, t.expires_in);
+                self.update(id, |_, state| match state {
+                    State::Refreshing(r) => State::Active(Active {
+                        tokens: Tokens {
+                            access: t.access_token,
+                            // An absent refresh token keeps the old one (RFC 6749 6).
+                            refresh: t.refresh_token.or(r.tokens.refresh),
+                            obtained: flight.sent,
+                            expires: flight.sent + lifetime,
+                        },
+                        failures: 0,
+                        last_attempt: None,
+                        next: Next::RefreshAt(now.boot),
+                    }),
+                    other => other,
+                });
+                self.schedule(now, id);
+                self.token_event(id, TokenEvent::Refreshed);
+            }
+            Err((true, message, retry_after)) => {
+                self.transient_failure(now, id, flight, &message, retry_after)
+            }
+            Err((false, message, _)) => {
+                self.invalidate(now, id, format!("refreshing failed: {message}"))
+            }
+        }
+    }
+
+    /// A transient refresh failure: keep the token; after every `check_every`-th one in a
+    /// row ask `transient_error_if_cmd`, otherwise retry after `refresh_retry` (or the
+    /// provider's `Retry-After`, if longer).
+    fn transient_failure(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        flight: InFlight,
+        message: &str,
+        retry_after: Option<Duration>,
+    ) {
+        let mut failures = 0;
+        self.update(id, |_, state| match state {
+            State::Refreshing(r) => {
+                failures = r.failures + 1;
+                State::Active(Active {
+                    tokens: r.tokens,
+                    failures,
+                    last_attempt: Some(flight.sent),
+                    next: Next::RefreshAt(now.boot),
+                })
+            }
+            other => other,
+        });
+        if failures == 0 {
+            return;
+        }
+        self.log(
+            Level::Warn,
+            format!(
+                "{}: refreshing failed ({message}), attempt {failures} in a row; will retry",
+                self.name_of(id)
+            ),
+        );
+        let every = self.tunables.check_every.max(1);
+        if failures % every == 0
+            && let Some(child) = self.start_check(id)
+        {
+            return self.update(id, |_, state| match state {
+                State::Active(mut a) => {
+                    a.next = Next::Checking(child);
+                    State::Active(a)
+                }
+                other => other,
+            });
+        }
+        self.schedule(now, id);
+        if let Some(extra) = retry_after {
+            self.defer_refresh(
+                now,
+                id,
+                flight.sent + extra.min(Duration::from_secs(6 * 3600)),
+            );
+        }
+    }
+
+    /// Moves a scheduled refresh no earlier than `at`.
+    fn defer_refresh(&mut self, now: Now, id: AccountId, at: Instant) {
+        self.update(id, |_, state| match state {
+            State::Active(mut a) => {
+                if let Next::RefreshAt(t) = a.next {
+                    a.next = Next::RefreshAt(t.max(at).max(now.boot));
+                }
+                State::Active(a)
+            }
+            other => other,
+        });
+    }
+
+    /// After `transient_error_if_cmd` said to keep going: retry on the usual schedule.
+    pub(super) fn schedule_retry(&mut self, now: Now, id: AccountId) {
+        self.update(id, |_, state| match state {
+            State::Active(mut a) => {
+                a.next = Next::RefreshAt(now.boot);
+                State::Active(a)
+            }
+            other => other,
+        });
+        self.schedule(now, id);
+    }
+
+    /// Drops the token for good: the next `show` starts a new authorisation.
+    pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: String) {
+        self.update(id, |_, _| {
+            State::Failed(Failed {
+                at: now.boot,
+                why: why.clone(),
+            })
+        });
+        self.token_event(id, TokenEvent::Invalidated);
+        self.error_notify(id, &why);
+    }
+}

@@ -1,0 +1,285 @@
+//! Refresh timing and failures (SPEC.md section 5).
+
+use super::*;
+
+const TOKEN: &str = r#"{"access_token":"AT2","token_type":"bearer","expires_in":3600}"#;
+
+fn active(name: &str) -> Sim {
+    let mut sim = Sim::new(config(vec![account(name)]));
+    sim.authorise(name, "AT1", Some("RT1"), 3600);
+    sim
+}
+
+#[test]
+fn refreshes_before_expiry_and_keeps_an_unrotated_refresh_token() {
+    let mut sim = active("work");
+    assert_eq!(sim.next_deadline(), Some(secs(3510)));
+    let out = sim.advance(secs(3510));
+    let (id, http) = single_http(&out);
+    assert_eq!(
+        form(http),
+        [
+            ("client_id".to_owned(), "client-work".to_owned()),
+            ("refresh_token".to_owned(), "RT1".to_owned()),
+            ("grant_type".to_owned(), "refresh_token".to_owned()),
+        ]
+    );
+    // Still valid during the refresh.
+    assert_eq!(sim.show_text("work").unwrap(), "AT1");
+    let out = sim.respond(id, 200, TOKEN);
+    assert!(logs(&out, Level::Info).contains(&"work: token_refreshed"));
+    assert_eq!(sim.show_text("work").unwrap(), "AT2");
+    let out = sim.advance(secs(3510));
+    let (_, http) = single_http(&out);
+    assert_eq!(
+        form(http)[1].1,
+        "RT1",
+        "no new refresh token: the old one is kept"
+    );
+}
+
+#[test]
+fn rotated_refresh_token_replaces_the_old_one() {
+    let mut sim = active("work");
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"AT2","token_type":"bearer","expires_in":3600,"refresh_token":"RT2"}"#,
+    );
+    let out = sim.advance(secs(3510));
+    assert_eq!(form(single_http(&out).1)[1].1, "RT2");
+}
+
+#[test]
+fn refresh_at_least_wins_for_long_lived_tokens_and_stands_in_for_missing_expires_in() {
+    let mut sim = Sim::new(config(vec![account("long"), account("noexp")]));
+    sim.authorise("long", "A", Some("R"), 86_400);
+    assert_eq!(sim.next_deadline(), Some(secs(90 * 60)));
+    let mut sim = Sim::new(config(vec![account("noexp")]));
+    let url = sim.show_text("noexp").unwrap_err();
+    let state = query_param(url.rsplit(' ').next().unwrap(), "state").unwrap();
+    let (_, _, out) = sim.redirect(&format!("/?state={state}&code=c"));
+    let (id, _) = single_http(&out);
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"A","token_type":"bearer","refresh_token":"R"}"#,
+    );
+    // Lifetime = refresh_at_least (90 min); refresh 90 s before that.
+    assert_eq!(sim.next_deadline(), Some(secs(90 * 60 - 90)));
+    let (reply, _) = sim.ask(Request::Status);
+    let Reply::Status { accounts } = reply else {
+        panic!()
+    };
+    assert_eq!(
+        accounts[0].state,
+        crate::protocol::TokenStatus::Active {
+            obtained: WallTime::from_unix_millis(T0_WALL),
+            expires: WallTime::from_unix_millis(T0_WALL + 90 * 60 * 1000),
+        }
+    );
+}
+
+#[test]
+fn transient_failures_keep_the_token_and_retry_after_refresh_retry() {
+    let mut sim = active("work");
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 500, "oops");
+    assert!(http_requests(&out).is_empty());
+    assert_eq!(sim.show_text("work").unwrap(), "AT1");
+    assert_eq!(sim.next_deadline(), Some(secs(3510 + 40)));
+    let out = sim.advance(secs(40));
+    let (id, _) = single_http(&out);
+    sim.fail_http(id, TransportErrorKind::Dns);
+    assert_eq!(sim.next_deadline(), Some(secs(3550 + 40)));
+    // The token expires while retries go on: show refuses it and says a refresh is on.
+    let out = sim.advance(secs(40));
+    let (id, _) = single_http(&out);
+    sim.advance(secs(20));
+    assert_eq!(
+        sim.show_text("work").unwrap_err(),
+        "Access token has expired. Refreshing is in progress but has not yet succeeded"
+    );
+    sim.respond(id, 200, TOKEN);
+    assert_eq!(sim.show_text("work").unwrap(), "AT2");
+}
+
+#[test]
+fn retry_after_on_429_is_honoured() {
+    let mut sim = active("work");
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    sim.respond_with_headers(id, 429, vec![("retry-after".into(), "300".into())], "");
+    assert_eq!(sim.next_deadline(), Some(secs(3510 + 300)));
+}
+
+#[test]
+fn every_sixth_transient_failure_asks_transient_error_if_cmd() {
+    let mut c = config(vec![account("work")]);
+    c.transient_error_if_cmd = Some("ping -c1 example.com".into());
+    let mut sim = Sim::new(c);
+    sim.authorise("work", "AT1", Some("RT1"), 3600);
+    let mut out = sim.advance(secs(3510));
+    for round in 0..2 {
+        for attempt in 1..=6 {
+            let (id, _) = single_http(&out);
+            out = sim.fail_http(id, TransportErrorKind::Connect);
+            if attempt < 6 {
+                assert!(spawns(&out).is_empty());
+                out = sim.advance(secs(40));
+            }
+        }
+        let sp = spawns(&out);
+        assert_eq!(sp.len(), 1, "round {round}");
+        assert_eq!(sp[0].1, "ping -c1 example.com");
+        assert_eq!(env_of(sp[0].2, "PIZAUTH_ACCOUNT"), Some("work"));
+        let child = sp[0].0;
+        // While it runs, only its own timeout is pending (3 minutes).
+        assert_eq!(sim.next_deadline(), Some(sim.elapsed() + secs(180)));
+        if round == 0 {
+            sim.advance(secs(2));
+            sim.exit(child, 0);
+            out = sim.advance(secs(40));
+        } else {
+            let out = sim.exit(child, 1);
+            assert!(logs(&out, Level::Info).contains(&"work: token_invalidated"));
+            assert!(sim.show_text("work").unwrap_err().contains("with URL"));
+        }
+    }
+}
+
+#[test]
+fn permanent_refresh_failure_invalidates_and_notifies() {
+    let mut c = config(vec![account("work")]);
+    c.error_notify_cmd = Some("notify".into());
+    c.token_event_cmd = Some("event".into());
+    let mut sim = Sim::new(c);
+    let out = sim.authorise("work", "AT1", Some("RT1"), 3600);
+    let ev = spawns(&out)[0].0;
+    sim.exit(ev, 0);
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    let out = sim.respond(
+        id,
+        400,
+        r#"{"error":"invalid_grant","error_description":"revoked"}"#,
+    );
+    let sp = spawns(&out);
+    assert_eq!(sp.len(), 2, "{out:?}");
+    assert_eq!(sp[0].1, "event");
+    assert_eq!(env_of(sp[0].2, "PIZAUTH_EVENT"), Some("token_invalidated"));
+    assert_eq!(sp[1].1, "notify");
+    assert_eq!(
+        env_of(sp[1].2, "PIZAUTH_MSG"),
+        Some("refreshing failed: token endpoint answered HTTP 400: invalid_grant (revoked)")
+    );
+    assert!(
+        sim.show_text("work")
+            .unwrap_err()
+            .starts_with("Access token unavailable until authorised with URL")
+    );
+}
+
+#[test]
+fn malformed_json_on_refresh_is_permanent() {
+    let mut sim = active("work");
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    sim.respond(id, 200, "{not json");
+    assert!(sim.show_text("work").unwrap_err().contains("with URL"));
+}
+
+#[test]
+fn refresh_timeout_is_transient() {
+    let mut sim = active("work");
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    let out = sim.advance(secs(30));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::CancelHttp { request } if *request == id))
+    );
+    assert_eq!(sim.show_text("work").unwrap(), "AT1");
+    assert_eq!(sim.next_deadline(), Some(secs(3510 + 40)));
+}
+
+#[test]
+fn without_a_refresh_token_the_token_lasts_until_it_expires() {
+    let mut c = config(vec![account("work")]);
+    c.token_event_cmd = Some("event".into());
+    let mut sim = Sim::new(c);
+    let out = sim.authorise("work", "AT1", None, 600);
+    sim.exit(spawns(&out)[0].0, 0);
+    assert_eq!(sim.next_deadline(), Some(secs(600)));
+    let out = sim.advance(secs(599));
+    assert!(http_requests(&out).is_empty());
+    assert_eq!(sim.show_text("work").unwrap(), "AT1");
+    let out = sim.advance(secs(1));
+    assert_eq!(
+        env_of(spawns(&out)[0].2, "PIZAUTH_EVENT"),
+        Some("token_invalidated")
+    );
+    assert!(sim.show_text("work").unwrap_err().contains("with URL"));
+}
+
+#[test]
+fn a_refresh_due_during_suspend_happens_on_resume() {
+    let mut sim = active("work");
+    let out = sim.suspend(secs(8 * 3600));
+    let (_, http) = single_http(&out);
+    assert_eq!(form(http)[2].1, "refresh_token");
+    assert_eq!(
+        sim.show_text("work").unwrap_err(),
+        "Access token has expired. Refreshing is in progress but has not yet succeeded"
+    );
+}
+
+#[test]
+fn show_of_an_expired_token_starts_a_refresh() {
+    let mut sim = active("work");
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    sim.fail_http(id, TransportErrorKind::Connect);
+    sim.advance(secs(39));
+    // Now 3549 s: not expired yet (3600); move past expiry inside the retry wait.
+    let mut a = account("x");
+    a.timing.refresh_retry = secs(1000);
+    let mut sim2 = Sim::new(config(vec![a]));
+    sim2.authorise("x", "A", Some("R"), 100);
+    let out = sim2.advance(secs(10));
+    let (id, _) = single_http(&out);
+    sim2.fail_http(id, TransportErrorKind::Connect);
+    sim2.advance(secs(200));
+    let (reply, out) = sim2.show("x");
+    assert!(
+        matches!(reply, Reply::Error { ref message } if message == "Access token has expired. Refreshing initiated")
+    );
+    assert_eq!(http_requests(&out).len(), 1);
+    let (reply, out) = sim2.show("x");
+    assert!(matches!(reply, Reply::Error { ref message } if message.contains("in progress")));
+    assert!(http_requests(&out).is_empty());
+    let _ = sim;
+}
+
+#[test]
+fn refresh_command_refreshes_now_once() {
+    let mut sim = active("work");
+    let (reply, out) = sim.ask(Request::Refresh {
+        account: "work".into(),
+        with_url: true,
+    });
+    assert!(matches!(reply, Reply::Done));
+    assert_eq!(http_requests(&out).len(), 1);
+    let (reply, out) = sim.ask(Request::Refresh {
+        account: "work".into(),
+        with_url: true,
+    });
+    assert!(matches!(reply, Reply::Done));
+    assert!(
+        http_requests(&out).is_empty(),
+        "no second refresh while one is in flight"
+    );
+}
