@@ -40,7 +40,8 @@ pub enum Scheme {
 }
 
 /// An HTTP request received on a redirect listener, already framed by the driver.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` hides the query, which carries the authorisation code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedirectRequest {
     /// The method, e.g. `GET`.
     pub method: String,
@@ -48,6 +49,17 @@ pub struct RedirectRequest {
     pub target: String,
     /// The `Host` header, if there was one.
     pub host: Option<String>,
+}
+
+impl std::fmt::Debug for RedirectRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.target.split('?').next().unwrap_or_default();
+        f.debug_struct("RedirectRequest")
+            .field("method", &self.method)
+            .field("target", &format_args!("{path}?<redacted>"))
+            .field("host", &self.host)
+            .finish()
+    }
 }
 
 /// A response from a token endpoint, already framed by the driver.

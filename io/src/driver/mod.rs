@@ -1,0 +1,615 @@
+//! The event loop: one thread, one `mio::Poll`, driving the core.
+//!
+//! Each turn: read both clocks; turn readiness events into [`Input`]s; hand each to
+//! [`Server::handle`]; perform every [`Output`]; arm the boot-time timer to the earliest
+//! deadline (the core's, or one of the driver's own connection deadlines). Nothing
+//! wakes the loop periodically: an idle server sleeps in `epoll_wait` until a client,
+//! a signal, or a deadline needs it (the socket touch every 6 hours aside).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token, Waker};
+use pizauth_fsm::config::MAX_CONFIG_BYTES;
+use pizauth_fsm::event::{Entropy, ExitStatus, Input, Level, Output};
+use pizauth_fsm::server::Tunables;
+use pizauth_fsm::{Config, Instant, Listeners, Now, Server};
+
+use crate::os::{self, BootTimer, Signal, Signals};
+use crate::resolver::Resolver;
+use crate::tls::SelfSigned;
+
+mod control;
+mod outgoing;
+mod redirect;
+mod stream;
+
+use control::ControlConn;
+use outgoing::Outgoing;
+use redirect::RedirectConn;
+
+/// Where log lines go: stderr with `server -d`, syslog when daemonised.
+pub trait Log {
+    /// Writes one line. `message` never contains secrets.
+    fn log(&mut self, level: Level, message: &str);
+
+    /// The least important level written; less important messages are not even made.
+    fn max_level(&self) -> Level {
+        Level::Trace
+    }
+}
+
+/// What the server needs to start.
+pub struct Settings {
+    /// The config file, re-read on `reload` and SIGHUP.
+    pub config_path: PathBuf,
+    /// The config, already parsed from `config_path`.
+    pub config: Config,
+    /// The control socket's path (its directory already exists with mode 0700).
+    pub socket_path: PathBuf,
+}
+
+/// Why the server could not start (or stopped abnormally).
+#[derive(Debug)]
+pub enum StartError {
+    /// A live server already answers on the socket.
+    AlreadyRunning,
+    /// Anything else, as one line for the user.
+    Other(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::AlreadyRunning => f.write_str("pizauth authenticator already running"),
+            StartError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Sockets bound and certificate made, before daemonising: errors still reach the
+/// terminal, and no thread or epoll instance exists yet (neither survives `fork`).
+pub struct Prepared {
+    settings: Settings,
+    control: StdUnixListener,
+    http: Option<StdTcpListener>,
+    https: Option<(StdTcpListener, SelfSigned)>,
+    tunables: Tunables,
+}
+
+/// Pending connections the control socket's listen queue holds (so a burst of clients
+/// waits in the kernel instead of being refused).
+const CONTROL_BACKLOG: libc::c_int = 1024;
+/// How often the socket file is touched, so that runtime-directory cleaners spare it.
+const TOUCH_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Binds the control socket (replacing a stale one, refusing if a live server answers),
+/// the redirect listeners, and makes the HTTPS certificate. Starts no thread.
+pub fn prepare(settings: Settings) -> Result<Prepared, StartError> {
+    let control = bind_control(&settings.socket_path)?;
+    let http = match &settings.config.http_listen {
+        Some(addr) => Some(bind_tcp(addr, "http_listen")?),
+        None => None,
+    };
+    let https = match &settings.config.https_listen {
+        Some(addr) => {
+            let listener = bind_tcp(addr, "https_listen")?;
+            let cert = SelfSigned::generate().map_err(StartError::Other)?;
+            Some((listener, cert))
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        settings,
+        control,
+        http,
+        https,
+        tunables: tunables_from_env(),
+    })
+}
+
+/// Test builds may shorten the core's delays through `PIZAUTH_TEST_TUNABLES`
+/// (`http_timeout_ms=...,exchange_retry_ms=...,notify_timeout_ms=...`), so fault-injection
+/// tests need not wait the real 30 s. Unknown keys are ignored.
+fn tunables_from_env() -> Tunables {
+    let mut t = Tunables::default();
+    let Ok(spec) = std::env::var("PIZAUTH_TEST_TUNABLES") else {
+        return t;
+    };
+    for item in spec.split(',') {
+        let Some((k, v)) = item.split_once('=') else {
+            continue;
+        };
+        let Ok(ms) = v.trim().parse::<u64>() else {
+            continue;
+        };
+        let d = Duration::from_millis(ms.max(1));
+        match k.trim() {
+            "http_timeout_ms" => t.http_timeout = d,
+            "exchange_retry_ms" => t.exchange_retry_delay = d,
+            "notify_timeout_ms" => t.notify_timeout = d,
+            "check_timeout_ms" => t.check_timeout = d,
+            _ => (),
+        }
+    }
+    t
+}
+
+/// Binds the control socket: refuses if a live server answers on it, replaces a stale
+/// socket file, and leaves the socket mode 0600.
+fn bind_control(path: &Path) -> Result<StdUnixListener, StartError> {
+    if path.exists() {
+        if StdUnixStream::connect(path).is_ok() {
+            return Err(StartError::AlreadyRunning);
+        }
+        std::fs::remove_file(path).map_err(|e| {
+            StartError::Other(format!(
+                "cannot remove stale socket {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    let listener = StdUnixListener::bind(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            // Another server bound it between our check and our bind.
+            StartError::AlreadyRunning
+        } else {
+            StartError::Other(format!("cannot listen on {}: {e}", path.display()))
+        }
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        StartError::Other(format!("cannot set the mode of {}: {e}", path.display()))
+    })?;
+    // SAFETY: plain integer arguments on a socket we own; calling listen again on a
+    // listening socket only changes its backlog.
+    unsafe { libc::listen(listener.as_raw_fd(), CONTROL_BACKLOG) };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    Ok(listener)
+}
+
+fn bind_tcp(addr: &str, option: &str) -> Result<StdTcpListener, StartError> {
+    let listener = StdTcpListener::bind(addr)
+        .map_err(|e| StartError::Other(format!("cannot listen on {addr} ({option}): {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    Ok(listener)
+}
+
+/// The operating system's randomness.
+struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if getrandom::fill(buf).is_ok() {
+            return;
+        }
+        // getrandom(2) fails only on kernels older than 3.17 or in odd sandboxes; fall
+        // back to the device, and never go on without real randomness.
+        let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf));
+        if ok.is_err() {
+            eprintln!("pizauth: no source of randomness is available");
+            std::process::abort();
+        }
+    }
+}
+
+const CONTROL: Token = Token(0);
+const HTTP: Token = Token(1);
+const HTTPS: Token = Token(2);
+const SIGNALS: Token = Token(3);
+const TIMER: Token = Token(4);
+const WAKER: Token = Token(5);
+/// Tokens from here on name connections: `Token(FIRST_CONN + slot)`.
+const FIRST_CONN: usize = 16;
+
+/// A connection of any kind.
+enum Conn {
+    Control(ControlConn),
+    Redirect(RedirectConn),
+    Outgoing(Outgoing),
+}
+
+impl Prepared {
+    /// The listeners as the core sees them.
+    fn listeners(&self) -> Listeners {
+        let port = |l: &StdTcpListener| l.local_addr().ok().map(|a| a.port());
+        Listeners {
+            http_port: self.http.as_ref().and_then(port),
+            https_port: self.https.as_ref().and_then(|(l, _)| port(l)),
+            https_fingerprint: self.https.as_ref().map(|(_, c)| c.fingerprint.clone()),
+        }
+    }
+
+    /// Runs the server until it is shut down. Call after daemonising.
+    pub fn run(self, log: Box<dyn Log>) -> Result<(), StartError> {
+        let mut driver = Driver::new(self, log).map_err(|e| StartError::Other(e.to_string()))?;
+        let result = driver.run();
+        let _ = std::fs::remove_file(&driver.socket_path);
+        result.map_err(|e| StartError::Other(format!("event loop failed: {e}")))
+    }
+}
+
+/// Everything the loop owns.
+struct Driver {
+    poll: Poll,
+    server: Server,
+    log: Box<dyn Log>,
+    socket_path: PathBuf,
+    config_path: PathBuf,
+    control: UnixListener,
+    http: Option<TcpListener>,
+    https: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    signals: Signals,
+    timer: BootTimer,
+    resolver: Resolver,
+    children: os::Children,
+    /// Connections by slot; `None` is a free slot.
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// The driver's own deadlines (connection timeouts), by slot.
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// Control clients and redirect connections by the id the core knows them by.
+    ids: HashMap<u64, usize>,
+    next_id: u64,
+    /// Outgoing HTTP: requests waiting for a connection, and connections by request.
+    http_client: outgoing::Client,
+    /// Inputs produced while performing outputs, handled before the loop sleeps.
+    inputs: VecDeque<Input>,
+    /// Listeners that stopped accepting because their connection cap was reached.
+    accept_paused: [bool; 3],
+    touch_at: Instant,
+    exiting: bool,
+    /// The time of the current loop turn.
+    now: Now,
+    /// Inputs are being handled: a nested `handle` only queues.
+    draining: bool,
+}
+
+impl Driver {
+    fn new(p: Prepared, log: Box<dyn Log>) -> io::Result<Driver> {
+        // Before any thread exists: the signal mask must be inherited by all of them.
+        let mut signals = Signals::new()?;
+        let core_dumps = os::disable_core_dumps();
+        let poll = Poll::new()?;
+        let registry = poll.registry();
+        let mut control = UnixListener::from_std(p.control.try_clone()?);
+        registry.register(&mut control, CONTROL, Interest::READABLE)?;
+        let listeners = p.listeners();
+        let mut http = p
+            .http
+            .as_ref()
+            .map(|l| l.try_clone().map(TcpListener::from_std))
+            .transpose()?;
+        if let Some(l) = &mut http {
+            registry.register(l, HTTP, Interest::READABLE)?;
+        }
+        let mut https = match &p.https {
+            Some((l, cert)) => Some((TcpListener::from_std(l.try_clone()?), cert.config.clone())),
+            None => None,
+        };
+        if let Some((l, _)) = &mut https {
+            registry.register(l, HTTPS, Interest::READABLE)?;
+        }
+        registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut timer = BootTimer::new()?;
+        registry.register(&mut timer, TIMER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(registry, WAKER)?);
+        let mut server =
+            Server::with_tunables(p.settings.config.clone(), listeners, p.tunables.clone());
+        server.set_log_level(log.max_level());
+        let now = os::now();
+        let mut driver = Driver {
+            poll,
+            server,
+            log,
+            socket_path: p.settings.socket_path.clone(),
+            config_path: p.settings.config_path.clone(),
+            control,
+            http,
+            https,
+            signals,
+            timer,
+            resolver: Resolver::new(waker),
+            children: os::Children::new(),
+            conns: Vec::new(),
+            free: Vec::new(),
+            deadlines: BTreeSet::new(),
+            ids: HashMap::new(),
+            next_id: 1,
+            http_client: outgoing::Client::default(),
+            inputs: VecDeque::new(),
+            accept_paused: [false; 3],
+            touch_at: now.boot + TOUCH_EVERY,
+            exiting: false,
+            now,
+            draining: false,
+        };
+        if let Err(e) = core_dumps {
+            driver.log(Level::Warn, &format!("cannot disable core dumps: {e}"));
+        }
+        Ok(driver)
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        self.log(Level::Info, "server started");
+        self.handle(os::now(), Input::Started);
+        if let Err(e) = os::notify_ready() {
+            self.log(Level::Warn, &format!("cannot notify systemd: {e}"));
+        }
+        let mut events = Events::with_capacity(256);
+        while !self.exiting {
+            self.arm_timer()?;
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = os::now();
+            self.now = now;
+            for event in events.iter() {
+                self.event(now, event.token());
+                if self.exiting {
+                    break;
+                }
+            }
+            self.expire(now);
+            if now.boot >= self.touch_at {
+                let _ = os::touch(&self.socket_path);
+                self.touch_at = now.boot + TOUCH_EVERY;
+            }
+            if self.server.poll_timeout().is_some_and(|t| t <= now.boot) {
+                self.handle(now, Input::Tick);
+            }
+        }
+        Ok(())
+    }
+
+    fn arm_timer(&mut self) -> io::Result<()> {
+        let driver = self.deadlines.first().map(|(t, _)| *t);
+        let next = [self.server.poll_timeout(), driver, Some(self.touch_at)]
+            .into_iter()
+            .flatten()
+            .min();
+        self.timer.arm(next)
+    }
+
+    /// Handles `input` and every input its outputs produce, performing all outputs.
+    /// Called while inputs are already being handled, it only queues `input`.
+    fn handle(&mut self, now: Now, input: Input) {
+        self.now = now;
+        self.push_input(input);
+    }
+
+    /// Queues an input and, unless already doing so, handles the queue.
+    fn push_input(&mut self, input: Input) {
+        self.inputs.push_back(input);
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let now = self.now;
+        while let Some(input) = self.inputs.pop_front() {
+            self.server.handle(now, input, &mut OsEntropy);
+            while let Some(output) = self.server.poll_output() {
+                self.perform(now, output);
+            }
+        }
+        self.draining = false;
+    }
+
+    fn perform(&mut self, now: Now, output: Output) {
+        match output {
+            Output::Reply { client, reply } => self.reply(client.0, &reply),
+            Output::AnswerRedirect { conn, status, body } => {
+                self.answer_redirect(conn.0, status, &body)
+            }
+            Output::SendHttp { request, http } => self.send_http(now, request, http),
+            Output::CancelHttp { request } => self.cancel_http(request),
+            Output::Spawn {
+                child,
+                command,
+                env,
+            } => {
+                if let Err(e) = self.children.spawn(child, &command, &env) {
+                    self.log(Level::Error, &format!("cannot run a command: {e}"));
+                    self.push_input(Input::ChildExited {
+                        child,
+                        status: ExitStatus::FailedToStart,
+                    });
+                }
+            }
+            Output::Kill { child } => {
+                if let Err(e) = self.children.kill(child) {
+                    self.log(Level::Warn, &format!("cannot kill a command: {e}"));
+                }
+            }
+            Output::ReadConfig => {
+                let result = read_config(&self.config_path);
+                self.push_input(Input::ConfigRead { result });
+            }
+            Output::Log { level, message } => self.log(level, &message),
+            Output::Exit => self.exiting = true,
+        }
+    }
+
+    fn event(&mut self, now: Now, token: Token) {
+        match token {
+            CONTROL => self.accept_control(now),
+            HTTP => self.accept_redirect(now, false),
+            HTTPS => self.accept_redirect(now, true),
+            SIGNALS => {
+                for signal in self.signals.read() {
+                    match signal {
+                        Signal::Child => {
+                            for (child, status) in self.children.reap() {
+                                self.handle(now, Input::ChildExited { child, status });
+                            }
+                        }
+                        Signal::Terminate | Signal::Interrupt => {
+                            self.handle(now, Input::ShutdownAsked)
+                        }
+                        Signal::Hangup => self.handle(now, Input::ReloadAsked),
+                    }
+                }
+            }
+            TIMER => {
+                let _ = self.timer.drain();
+            }
+            WAKER => {
+                for (id, result) in self.resolver.take_results() {
+                    self.resolved(now, id, result);
+                }
+            }
+            Token(t) if t >= FIRST_CONN => self.conn_event(now, t - FIRST_CONN),
+            Token(_) => (),
+        }
+    }
+
+    fn conn_event(&mut self, now: Now, slot: usize) {
+        match self.conns.get(slot) {
+            Some(Some(Conn::Control(_))) => self.control_event(now, slot),
+            Some(Some(Conn::Redirect(_))) => self.redirect_event(now, slot),
+            Some(Some(Conn::Outgoing(_))) => self.outgoing_event(now, slot),
+            _ => (),
+        }
+    }
+
+    /// Closes connections whose deadline has passed.
+    fn expire(&mut self, now: Now) {
+        while let Some(&(at, slot)) = self.deadlines.first() {
+            if at > now.boot {
+                return;
+            }
+            self.deadlines.remove(&(at, slot));
+            self.timed_out(now, slot);
+        }
+    }
+
+    fn timed_out(&mut self, now: Now, slot: usize) {
+        match self.conns.get(slot) {
+            Some(Some(Conn::Control(_))) => self.close(slot),
+            Some(Some(Conn::Redirect(_))) => self.redirect_timed_out(slot),
+            Some(Some(Conn::Outgoing(_))) => self.outgoing_timed_out(now, slot),
+            _ => (),
+        }
+    }
+
+    /// Stores a connection in a free slot and returns the slot.
+    fn insert(&mut self, conn: Conn) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.conns[slot] = Some(conn);
+                slot
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        }
+    }
+
+    /// Sets (or clears) the driver's deadline for `slot`, replacing the old one.
+    fn set_deadline(&mut self, slot: usize, old: Option<Instant>, new: Option<Instant>) {
+        if let Some(old) = old {
+            self.deadlines.remove(&(old, slot));
+        }
+        if let Some(new) = new {
+            self.deadlines.insert((new, slot));
+        }
+    }
+
+    /// Closes and forgets the connection in `slot`.
+    fn close(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(slot);
+        let registry = self.poll.registry();
+        let (deadline, kind) = match conn {
+            Conn::Control(mut c) => {
+                let _ = registry.deregister(&mut c.stream);
+                self.ids.remove(&c.id);
+                (c.deadline, 0)
+            }
+            Conn::Redirect(mut c) => {
+                c.stream.close();
+                let _ = registry.deregister(&mut c.stream.tcp);
+                self.ids.remove(&c.id);
+                (c.deadline, if c.https { 2 } else { 1 })
+            }
+            Conn::Outgoing(mut c) => {
+                if let Some(s) = &mut c.stream {
+                    let _ = registry.deregister(&mut s.tcp);
+                }
+                self.http_client.forget(slot, &c);
+                (c.deadline, usize::MAX)
+            }
+        };
+        self.set_deadline(slot, deadline, None);
+        // A listener that paused at its cap may accept again.
+        if kind < 3 && self.accept_paused[kind] {
+            self.accept_paused[kind] = false;
+            let now = self.now;
+            match kind {
+                0 => self.accept_control(now),
+                1 => self.accept_redirect(now, false),
+                _ => self.accept_redirect(now, true),
+            }
+        }
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        if level <= self.log.max_level() {
+            self.log.log(level, message);
+        }
+    }
+}
+
+/// Reads the config file for a reload, bounded in size.
+fn read_config(path: &Path) -> Result<String, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{} is larger than {} bytes",
+            path.display(),
+            MAX_CONFIG_BYTES
+        ));
+    }
+    Ok(text)
+}
+
+/// The socket address of `addr` if it is an IP literal (IPv6 possibly in brackets).
+fn ip_literal(host: &str, port: u16) -> Option<SocketAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port))
+}

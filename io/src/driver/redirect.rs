@@ -1,0 +1,231 @@
+//! Redirect-listener connections (HTTP and HTTPS): one request per connection, at most
+//! 16 KiB of it, answered by the core and closed.
+//!
+//! Against slowloris: each listener keeps at most [`MAX_REDIRECT_CONNS`] connections, and
+//! when a new one arrives at the cap the oldest connection still reading its request is
+//! dropped, so idle connections can never lock a real browser out; each connection also
+//! has [`REDIRECT_TIMEOUT`] to finish.
+
+use std::io;
+use std::time::Duration;
+
+use mio::{Interest, Token};
+use pizauth_fsm::event::{ConnId, Input, Level, Scheme};
+use pizauth_fsm::{Instant, Now};
+
+use super::stream::{ReadOutcome, Stream};
+use super::{Conn, Driver, FIRST_CONN};
+use crate::http1::{self, ReadProgress, RequestReader};
+
+/// Connections open at once per redirect listener.
+pub const MAX_REDIRECT_CONNS: usize = 128;
+/// Time a redirect connection has to send its request and take the answer.
+pub const REDIRECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection on a redirect listener.
+pub struct RedirectConn {
+    /// The id the core knows it by.
+    pub id: u64,
+    pub https: bool,
+    pub stream: Stream,
+    reader: RequestReader,
+    /// When it was accepted (the oldest reading one is dropped at the cap).
+    accepted: Instant,
+    answering: bool,
+    /// The answer is sent and our side shut down; reading and discarding until the peer
+    /// closes, so that unread bytes do not make the kernel reset the connection (which
+    /// can destroy the answer before the browser reads it).
+    draining: bool,
+    pub deadline: Option<Instant>,
+}
+
+impl Driver {
+    pub(super) fn accept_redirect(&mut self, now: Now, https: bool) {
+        loop {
+            let listener = match (https, &self.http, &self.https) {
+                (false, Some(l), _) => l,
+                (true, _, Some((l, _))) => l,
+                _ => return,
+            };
+            let (tcp, _) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.log(
+                        Level::Warn,
+                        &format!("cannot accept a redirect connection: {e}"),
+                    );
+                    return;
+                }
+            };
+            let open = self.count(|c| matches!(c, Conn::Redirect(r) if r.https == https));
+            if open >= MAX_REDIRECT_CONNS {
+                self.evict_oldest(https);
+            }
+            let stream = if https {
+                let Some((_, config)) = &self.https else {
+                    return;
+                };
+                match rustls::ServerConnection::new(config.clone()) {
+                    Ok(tls) => Stream::tls(tcp, tls.into()),
+                    Err(e) => {
+                        self.log(Level::Warn, &format!("cannot start TLS: {e}"));
+                        continue;
+                    }
+                }
+            } else {
+                Stream::plain(tcp)
+            };
+            let id = self.fresh_id();
+            let deadline = now.boot + REDIRECT_TIMEOUT;
+            let slot = self.free.last().copied().unwrap_or(self.conns.len());
+            let mut conn = RedirectConn {
+                id,
+                https,
+                stream,
+                reader: RequestReader::new(),
+                accepted: now.boot,
+                answering: false,
+                draining: false,
+                deadline: Some(deadline),
+            };
+            let token = Token(FIRST_CONN + slot);
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut conn.stream.tcp, token, interest)
+            {
+                self.log(
+                    Level::Warn,
+                    &format!("cannot watch a redirect connection: {e}"),
+                );
+                continue;
+            }
+            // `insert` takes the last free slot, the one the token above names.
+            self.insert(Conn::Redirect(conn));
+            self.ids.insert(id, slot);
+            self.set_deadline(slot, None, Some(deadline));
+            self.redirect_event(now, slot);
+        }
+    }
+
+    /// Drops the oldest connection of a listener that is still reading its request.
+    fn evict_oldest(&mut self, https: bool) {
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| match c {
+                Some(Conn::Redirect(r)) if r.https == https && !r.answering => {
+                    Some((r.accepted, slot))
+                }
+                _ => None,
+            })
+            .min();
+        if let Some((_, slot)) = oldest {
+            self.log(
+                Level::Debug,
+                "redirect listener full: dropping its oldest connection",
+            );
+            self.close(slot);
+        }
+    }
+
+    pub(super) fn redirect_event(&mut self, now: Now, slot: usize) {
+        let Some(Some(Conn::Redirect(c))) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.draining {
+            let mut scratch = Vec::new();
+            return match c.stream.read(&mut scratch, 64 * 1024) {
+                Ok(ReadOutcome::Open) => (),
+                _ => self.close(slot),
+            };
+        }
+        if c.answering {
+            return self.flush_redirect(slot);
+        }
+        let mut bytes = Vec::new();
+        let outcome = c
+            .stream
+            .read(&mut bytes, http1::MAX_REDIRECT_REQUEST_BYTES + 1);
+        let progress = if bytes.is_empty() {
+            ReadProgress::NeedMore
+        } else {
+            c.reader.feed(&bytes)
+        };
+        bytes.fill(0);
+        match progress {
+            ReadProgress::Request(request) => {
+                c.answering = true;
+                let conn = ConnId(c.id);
+                let scheme = if c.https { Scheme::Https } else { Scheme::Http };
+                self.handle(
+                    now,
+                    Input::RedirectReceived {
+                        conn,
+                        scheme,
+                        request,
+                    },
+                );
+            }
+            ReadProgress::Reject { status, reason } => {
+                let id = c.id;
+                self.answer_redirect(id, status, &format!("pizauth: {reason}"));
+            }
+            ReadProgress::NeedMore => match outcome {
+                Ok(ReadOutcome::Open) => {
+                    // A TLS handshake may have produced bytes to send.
+                    if c.stream.flush().is_err() {
+                        self.close(slot);
+                    }
+                }
+                Ok(ReadOutcome::TooLarge) => {
+                    let id = c.id;
+                    self.answer_redirect(id, 431, "pizauth: request too large");
+                }
+                Ok(ReadOutcome::Closed) | Err(_) => self.close(slot),
+            },
+        }
+    }
+
+    /// Writes the core's (or the framing's) answer on redirect connection `id`.
+    pub(super) fn answer_redirect(&mut self, id: u64, status: u16, body: &str) {
+        let Some(&slot) = self.ids.get(&id) else {
+            return;
+        };
+        let Some(Some(Conn::Redirect(c))) = self.conns.get_mut(slot) else {
+            return;
+        };
+        c.answering = true;
+        if c.stream
+            .queue(&http1::encode_response(status, body))
+            .is_err()
+        {
+            return self.close(slot);
+        }
+        self.flush_redirect(slot);
+    }
+
+    fn flush_redirect(&mut self, slot: usize) {
+        let Some(Some(Conn::Redirect(c))) = self.conns.get_mut(slot) else {
+            return;
+        };
+        match c.stream.flush() {
+            Ok(false) => (),
+            Ok(true) => {
+                c.stream.close();
+                c.draining = true;
+                // The peer may have closed already.
+                self.redirect_event(self.now, slot);
+            }
+            Err(_) => self.close(slot),
+        }
+    }
+
+    pub(super) fn redirect_timed_out(&mut self, slot: usize) {
+        self.close(slot);
+    }
+}
