@@ -1,0 +1,228 @@
+//! `pizauth server`: read and check the config, bind the sockets, detach, hand over to
+//! the event loop in `pizauth-io`.
+//!
+//! The order matters. Everything that can fail for a reason the user should see (a bad
+//! config, a server already running, a socket that cannot be bound) happens while stderr
+//! is still the terminal. Only then does the process fork into the background, before any
+//! thread or epoll instance exists (neither survives `fork`).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::IntoRawFd;
+use std::path::Path;
+
+use pizauth_fsm::Config;
+use pizauth_fsm::config::{Diagnostics, MAX_CONFIG_BYTES, Severity};
+use pizauth_fsm::event::Level;
+use pizauth_io::driver::{self, Log, Settings};
+
+use crate::Failure;
+use crate::log::{SharedLog, StderrLog, SyslogLog, max_level};
+use crate::paths::{Env, create_private_dir, socket_path};
+
+/// Runs the server until it is shut down. `config` is the `-c` path, `foreground` is
+/// `-d`, `verbosity` counts `-v`.
+pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(), Failure> {
+    // Before the config (which may hold client secrets) is even read.
+    disable_core_dumps();
+
+    let env = Env::from_process();
+    let config_path = env.config_path(config).map_err(Failure::Error)?;
+    // The daemon moves to `/`, and `reload` must still find the file.
+    let config_path = std::path::absolute(&config_path).map_err(|e| {
+        Failure::Error(format!(
+            "cannot resolve config path {}: {e}",
+            config_path.display()
+        ))
+    })?;
+    let text = read_config(&config_path)?;
+    let parsed = match Config::parse(&text, &config_path.display().to_string()) {
+        Ok(parsed) => parsed,
+        Err(diagnostics) => {
+            eprint!("{}", render_diagnostics(&diagnostics));
+            // The parser always explains a rejection; never fail in silence if not.
+            return Err(if diagnostics.has_errors() {
+                Failure::Reported
+            } else {
+                Failure::Error(format!("config file {} is invalid", config_path.display()))
+            });
+        }
+    };
+    eprint!("{}", render_diagnostics(&parsed.warnings));
+
+    let runtime_dir = env.runtime_dir().map_err(Failure::Error)?;
+    create_private_dir(&runtime_dir).map_err(Failure::Error)?;
+    let prepared = driver::prepare(Settings {
+        config_path,
+        config: parsed.config,
+        socket_path: socket_path(&runtime_dir),
+    })
+    .map_err(|e| Failure::Error(e.to_string()))?;
+
+    let max = max_level(verbosity);
+    let log = if foreground {
+        SharedLog::new(StderrLog::new(max))
+    } else {
+        let mut syslog = SyslogLog::connect(max).unwrap_or_else(|e| {
+            // pizauth 1.1.0 refuses to start here; a token daemon without a log is still
+            // far more useful than no token daemon.
+            eprintln!(
+                "pizauth: warning: cannot reach syslog ({e}): log messages are dropped \
+                 until it can be reached"
+            );
+            SyslogLog::disconnected(max)
+        });
+        daemonise()?;
+        syslog.set_pid();
+        SharedLog::new(syslog)
+    };
+
+    prepared.run(Box::new(log.clone())).map_err(|e| {
+        // With -d this reaches stderr; daemonised, stderr is /dev/null and syslog is
+        // the only place left to say why the server stopped.
+        log.clone().log(Level::Error, &e.to_string());
+        Failure::Reported
+    })
+}
+
+/// Reads the config file, at most [`MAX_CONFIG_BYTES`] of valid UTF-8.
+fn read_config(path: &Path) -> Result<String, Failure> {
+    let fail = |why: String| Failure::Error(format!("config file {} {why}", path.display()));
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => fail("not found".into()),
+        _ => fail(format!("cannot be read: {e}")),
+    })?;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_CONFIG_BYTES).unwrap_or(u64::MAX);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot be read: {e}")))?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "is larger than the limit of {} KiB",
+            MAX_CONFIG_BYTES >> 10
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        fail(format!("is not valid UTF-8 (byte {at})"))
+    })
+}
+
+/// The text printed for config diagnostics: each error's first line starts with `ERROR`,
+/// as every other error of this program does; warnings say `warning:` themselves.
+fn render_diagnostics(diagnostics: &Diagnostics) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        if d.severity == Severity::Error {
+            out.push_str("ERROR ");
+        }
+        out.push_str(&d.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Keeps tokens out of core files: no core dumps, and (on Linux) no ptrace or
+/// `/proc/PID/mem` access by other processes of the same user. Best effort: a failure
+/// leaves the server as safe as pizauth 1.1.0, so it does not stop the start.
+fn disable_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls with valid arguments; results are deliberately ignored.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// Detaches from the terminal: fork (the parent exits 0), start a new session, fork again
+/// (so the daemon, no longer a session leader, can never acquire a terminal), move to `/`
+/// and point stdin, stdout and stderr at `/dev/null`.
+fn daemonise() -> Result<(), Failure> {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    fork_and_leave_parent()?;
+    // SAFETY: plain system call; the result is checked.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(os_failure("cannot start a new session"));
+    }
+    fork_and_leave_parent()?;
+    std::env::set_current_dir("/").map_err(|e| Failure::Error(format!("cannot move to /: {e}")))?;
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Failure::Error(format!("cannot open /dev/null: {e}")))?
+        .into_raw_fd();
+    for fd in 0..=2 {
+        // SAFETY: both descriptors are open; dup2 replaces `fd` atomically.
+        if unsafe { libc::dup2(null, fd) } < 0 {
+            return Err(os_failure("cannot redirect standard streams to /dev/null"));
+        }
+    }
+    if null > 2 {
+        // SAFETY: `null` is ours (from into_raw_fd) and no longer needed.
+        unsafe { libc::close(null) };
+    }
+    Ok(())
+}
+
+/// Forks; the parent exits 0 at once and the child returns.
+fn fork_and_leave_parent() -> Result<(), Failure> {
+    // SAFETY: the process has a single thread here, so the child inherits a consistent
+    // state; the parent leaves with `_exit` so that nothing it owns (sockets, the
+    // `Prepared` server) is dropped or cleaned up on the child's behalf.
+    match unsafe { libc::fork() } {
+        -1 => Err(os_failure("cannot fork")),
+        0 => Ok(()),
+        _ => unsafe { libc::_exit(0) },
+    }
+}
+
+/// `what` followed by the last OS error.
+fn os_failure(what: &str) -> Failure {
+    Failure::Error(format!("{what}: {}", io::Error::last_os_error()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pizauth-server-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    fn message(r: Result<String, Failure>) -> String {
+        match r {
+            Err(Failure::Error(m)) => m,
+            other => panic!("expected an error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn config_read_errors_name_the_file() {
+        let missing = temp("missing.conf");
+        assert_eq!(
+            message(read_config(&missing)),
+            format!("config file {} not found", missing.display())
+        );
+        let big = temp("big.conf");
+        std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES + 1]).unwrap();
+        assert!(message(read_config(&big)).contains("larger than the limit of 1024 KiB"));
+        let binary = temp("binary.conf");
+        std::fs::write(&binary, b"ok\xff").unwrap();
+        assert!(message(read_config(&binary)).ends_with("is not valid UTF-8 (byte 2)"));
+        let fine = temp("fine.conf");
+        std::fs::write(&fine, "http_listen = none;\n").unwrap();
+        assert_eq!(
+            read_config(&fine).ok().as_deref(),
+            Some("http_listen = none;\n")
+        );
+    }
+}
