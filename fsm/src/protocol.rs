@@ -57,8 +57,14 @@ impl Request {
     /// Decodes a request as read from the socket.
     pub fn decode(bytes: &[u8]) -> Result<Request, String> {
         serde_json::from_slice(bytes).map_err(|e| {
-            // serde_json's messages never quote the input, so no secret can leak here.
-            format!("malformed request ({e}): is the client a different version of pizauth?")
+            // serde's own messages may quote values (a dump holds tokens): only the
+            // category and position are repeated.
+            format!(
+                "malformed request ({:?} error at line {} column {}): is the client a different version of pizauth?",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
         })
     }
 
@@ -109,8 +115,14 @@ pub enum Reply {
 impl Reply {
     /// Decodes a reply as read from the socket.
     pub fn decode(bytes: &[u8]) -> Result<Reply, String> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| format!("malformed reply from server ({e}): is it a different version?"))
+        serde_json::from_slice(bytes).map_err(|e| {
+            format!(
+                "malformed reply from the server ({:?} error at line {} column {}): is it a different version of pizauth?",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        })
     }
 
     /// Encodes a reply for the socket.
@@ -192,6 +204,14 @@ mod tests {
             Request::decode(&bytes),
             Ok(Request::Show { account, with_url: false }) if account == "work"
         ));
+    }
+
+    #[test]
+    fn decode_errors_never_quote_the_input() {
+        let e = Request::decode(br#"{"cmd":"restore","dump":5,"x":"SECRET"}"#).unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
+        let e = Request::decode(br#"{"cmd":"SECRET"}"#).unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct Server {
     reload_waiters: Vec<Option<ClientId>>,
     outputs: VecDeque<Output>,
     next_id: u64,
+    /// The config file's name, for messages about reloads.
+    config_name: String,
     /// Log messages less important than this are not even formatted.
     log_level: Level,
     /// The latest time seen.
@@ -136,6 +138,7 @@ impl Server {
             reload_waiters: Vec::new(),
             outputs: VecDeque::new(),
             next_id: 1,
+            config_name: "pizauth.conf".to_owned(),
             log_level: Level::Trace,
             latest: None,
             exiting: false,
@@ -190,6 +193,11 @@ impl Server {
             return None;
         }
         self.timers.next()
+    }
+
+    /// Names the config file in messages about reloads (default `pizauth.conf`).
+    pub fn set_config_name(&mut self, name: impl Into<String>) {
+        self.config_name = name.into();
     }
 
     /// Stops emitting log messages less important than `level` (saves formatting them).

@@ -9,9 +9,6 @@ use crate::time::Now;
 use super::account::{Active, Next, State, Tokens};
 use super::{AccountId, Server};
 
-/// The name used for the config file in messages about a reload.
-const CONFIG_NAME: &str = "pizauth.conf";
-
 impl Server {
     /// `reload` or SIGHUP: ask the driver for the config file's text (once, however many
     /// ask while it is being read).
@@ -25,8 +22,8 @@ impl Server {
     /// The config file's text arrived: apply it, or keep the running config and say why.
     pub(super) fn config_read(&mut self, now: Now, result: Result<String, String>) {
         let waiters = std::mem::take(&mut self.reload_waiters);
-        let outcome =
-            result.and_then(|text| Config::parse(&text, CONFIG_NAME).map_err(|d| d.to_string()));
+        let outcome = result
+            .and_then(|text| Config::parse(&text, &self.config_name).map_err(|d| d.to_string()));
         let reply = match outcome {
             Ok(parsed) => {
                 for w in parsed.warnings.iter() {

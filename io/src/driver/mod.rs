@@ -310,6 +310,7 @@ impl Driver {
         let mut server =
             Server::with_tunables(p.settings.config.clone(), listeners, p.tunables.clone());
         server.set_log_level(log.max_level());
+        server.set_config_name(p.settings.config_path.display().to_string());
         let now = os::now();
         let mut driver = Driver {
             poll,
