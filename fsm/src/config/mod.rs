@@ -132,6 +132,12 @@ pub struct Parsed {
     pub warnings: Diagnostics,
 }
 
+/// The name of every option the language knows, global and per account, deprecated
+/// names included (some names appear twice, once per scope). For documentation checks.
+pub fn option_names() -> impl Iterator<Item = &'static str> {
+    options::OPTIONS.iter().map(|o| o.name)
+}
+
 impl Config {
     /// Parses and validates `source`, the text of the file named `file` (used in messages).
     /// On failure every error found is returned, not only the first.
