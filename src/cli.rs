@@ -19,9 +19,9 @@ Usage:
   pizauth restore
   pizauth revoke <account>
   pizauth server [-c <config-path>] [-d] [-v]...
-  pizauth show [-u] <account>
+  pizauth show [-u] [-w <seconds>] <account>
   pizauth shutdown
-  pizauth status
+  pizauth status [-j]
 ";
 
 /// What the user asked for.
@@ -70,17 +70,22 @@ pub enum Command {
         /// How many times `-v` was given.
         verbosity: u8,
     },
-    /// `pizauth show [-u] account`.
+    /// `pizauth show [-u] [-w seconds] account`.
     Show {
         /// The account's name.
         account: String,
         /// Include the authorisation URL in the error (`-u` leaves it out).
         with_url: bool,
+        /// `-w`: wait up to this many seconds for a token.
+        wait: Option<u32>,
     },
     /// `pizauth shutdown`.
     Shutdown,
-    /// `pizauth status`.
-    Status,
+    /// `pizauth status [-j]`.
+    Status {
+        /// `-j`: print versioned JSON instead of text.
+        json: bool,
+    },
 }
 
 /// The arguments do not match any line of [`USAGE`]. The reason is for tests and
@@ -102,6 +107,7 @@ struct Collected {
     without_url: bool,
     foreground: bool,
     verbosity: u8,
+    wait: Option<u32>,
     operands: Vec<OsString>,
 }
 
@@ -145,6 +151,15 @@ where
                 'j' => c.json = true,
                 'u' => c.without_url = true,
                 'd' => c.foreground = true,
+                'w' if c.wait.is_some() => return Err(UsageError("-w given twice".into())),
+                'w' => {
+                    let v = parser.value()?;
+                    let secs = v
+                        .to_str()
+                        .and_then(|s| s.parse::<u32>().ok())
+                        .ok_or_else(|| UsageError("-w takes a number of seconds".into()))?;
+                    c.wait = Some(secs);
+                }
                 _ => c.verbosity = c.verbosity.saturating_add(1),
             },
             Arg::Value(v) => c.operands.push(v),
@@ -157,9 +172,11 @@ where
 /// The short options each command accepts, or `None` for an unknown command.
 fn flags_of(command: &str) -> Option<&'static str> {
     Some(match command {
-        "dump" | "reload" | "restore" | "revoke" | "shutdown" | "status" => "",
+        "dump" | "reload" | "restore" | "revoke" | "shutdown" => "",
         "info" => "cj",
-        "refresh" | "show" => "u",
+        "status" => "j",
+        "refresh" => "u",
+        "show" => "uw",
         "server" => "cdv",
         _ => return None,
     })
@@ -186,6 +203,7 @@ fn build(name: &str, mut c: Collected) -> Result<Command, UsageError> {
         "show" => Command::Show {
             account: account(&mut c)?,
             with_url: !c.without_url,
+            wait: c.wait,
         },
         "revoke" => Command::Revoke {
             account: account(&mut c)?,
@@ -206,7 +224,7 @@ fn build(name: &str, mut c: Collected) -> Result<Command, UsageError> {
             verbosity: c.verbosity,
         },
         "shutdown" => Command::Shutdown,
-        "status" => Command::Status,
+        "status" => Command::Status { json: c.json },
         _ => return Err(UsageError(format!("unknown command {name}"))),
     };
     Ok(command)
@@ -233,7 +251,8 @@ mod tests {
         assert_eq!(run(&["reload"]), Command::Reload);
         assert_eq!(run(&["restore"]), Command::Restore);
         assert_eq!(run(&["shutdown"]), Command::Shutdown);
-        assert_eq!(run(&["status"]), Command::Status);
+        assert_eq!(run(&["status"]), Command::Status { json: false });
+        assert_eq!(run(&["status", "-j"]), Command::Status { json: true });
     }
 
     #[test]
@@ -241,7 +260,18 @@ mod tests {
         let show = |account: &str, with_url| Command::Show {
             account: account.into(),
             with_url,
+            wait: None,
         };
+        assert_eq!(
+            run(&["show", "-w", "30", "work"]),
+            Command::Show {
+                account: "work".into(),
+                with_url: true,
+                wait: Some(30)
+            }
+        );
+        bad(&["show", "-w", "soon", "work"]);
+        bad(&["show", "-w", "1", "-w", "2", "work"]);
         assert_eq!(run(&["show", "work"]), show("work", true));
         assert_eq!(run(&["show", "-u", "work"]), show("work", false));
         assert_eq!(run(&["show", "work", "-u"]), show("work", false));
@@ -347,7 +377,8 @@ mod tests {
             run(&["show", "--", "-h"]),
             Command::Show {
                 account: "-h".into(),
-                with_url: true
+                with_url: true,
+                wait: None
             }
         );
     }

@@ -52,28 +52,45 @@ impl From<ExchangeError> for Failure {
     }
 }
 
-/// `pizauth show [-u] account`: prints the token and a newline.
-pub fn show(account: String, with_url: bool) -> Result<(), Failure> {
-    match ask(Request::Show { account, with_url })? {
+/// `pizauth show [-u] [-w seconds] account`: prints the token and a newline.
+pub fn show(account: String, with_url: bool, wait: Option<u32>) -> Result<(), Failure> {
+    let timeout = TIMEOUT + Duration::from_secs(u64::from(wait.unwrap_or(0)));
+    let request = Request::Show {
+        account,
+        with_url,
+        wait,
+    };
+    let runtime_dir = Env::from_process().runtime_dir().map_err(Failure::Error)?;
+    match exchange_within(&socket_path(&runtime_dir), &request, timeout)? {
         // Two writes to the locked stdout: no extra copy of the token is made.
         Reply::Token { token } => write_stdout(&[token.as_str().as_bytes(), b"\n"]),
         other => unexpected(other),
     }
 }
 
-/// `refresh`, `revoke`, `reload` and `shutdown`: succeed silently on `Done`.
+/// `refresh`, `revoke`, `reload` and `shutdown`: succeed silently on `Done`; a notice
+/// (such as the outcome of revoking at the provider) goes to stderr.
 pub fn expect_done(request: Request) -> Result<(), Failure> {
     match ask(request)? {
         Reply::Done => Ok(()),
+        Reply::Notice { message } => {
+            eprintln!("{message}");
+            Ok(())
+        }
         other => unexpected(other),
     }
 }
 
-/// `pizauth status`: one line per account, sorted by name, times in local time.
-pub fn status() -> Result<(), Failure> {
+/// `pizauth status [-j]`: one line per account, sorted by name, times in local time; or
+/// versioned JSON.
+pub fn status(json: bool) -> Result<(), Failure> {
     match ask(Request::Status)? {
         Reply::Status { mut accounts } => {
             accounts.sort_by(|a, b| a.name.cmp(&b.name));
+            if json {
+                let out = render::status_json(&accounts);
+                return write_stdout(&[out.as_bytes(), b"\n"]);
+            }
             let mut out = String::new();
             for a in &accounts {
                 out.push_str(&render::status_line(a, &render::local_time));
@@ -180,7 +197,16 @@ fn write_stdout(parts: &[&[u8]]) -> Result<(), Failure> {
 
 /// One request, one reply, over the socket at `socket`, all within [`TIMEOUT`].
 pub fn exchange(socket: &Path, request: &Request) -> Result<Reply, ExchangeError> {
-    let deadline = Instant::now() + TIMEOUT;
+    exchange_within(socket, request, TIMEOUT)
+}
+
+/// [`exchange`] with another bound (`show -w` waits longer).
+pub fn exchange_within(
+    socket: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Reply, ExchangeError> {
+    let deadline = Instant::now() + timeout;
     let bytes = Secret::new(request.encode());
     if bytes.expose().len() > MAX_REQUEST_BYTES {
         return Err(ExchangeError::Failed(format!(

@@ -75,8 +75,12 @@ fn dispatch(command: Command, executed_as: &str) -> Result<(), Failure> {
             verbosity,
         } => server::run(config.as_deref(), foreground, verbosity),
         Command::Info { config, json } => client::info(config.as_deref(), json, executed_as),
-        Command::Show { account, with_url } => client::show(account, with_url),
-        Command::Status => client::status(),
+        Command::Show {
+            account,
+            with_url,
+            wait,
+        } => client::show(account, with_url, wait),
+        Command::Status { json } => client::status(json),
         Command::Dump => client::dump(),
         Command::Restore => client::restore(),
         Command::Refresh { account, with_url } => {

@@ -74,7 +74,9 @@ pub fn status_line(account: &AccountStatus, time: &dyn Fn(WallTime) -> String) -
         TokenStatus::NoToken {
             last_error: Some(e),
         } => format!("No access token (last error {}: {})", time(e.at), e.message),
-        TokenStatus::Pending { last_notification } => format!(
+        TokenStatus::Pending {
+            last_notification, ..
+        } => format!(
             "Access token pending authentication (last notification {})",
             time(*last_notification)
         ),
@@ -91,6 +93,74 @@ pub fn status_line(account: &AccountStatus, time: &dyn Fn(WallTime) -> String) -
         ),
     };
     format!("{}: {text}", account.name)
+}
+
+/// The version of `status -j`'s format; bumped when a field changes meaning or goes.
+pub const STATUS_FORMAT_VERSION: u32 = 1;
+
+/// `status -j`: one JSON object, `status_format_version` and one object per account with
+/// its state, flow, times (RFC 3339, UTC), pending URL or user code, and last error.
+pub fn status_json(accounts: &[AccountStatus]) -> String {
+    let rfc3339 = |t: &WallTime| serde_json::Value::String(t.to_string());
+    let list: Vec<serde_json::Value> = accounts
+        .iter()
+        .map(|a| {
+            let mut o = serde_json::Map::new();
+            o.insert("name".into(), a.name.clone().into());
+            o.insert("flow".into(), a.flow.clone().into());
+            let (state, obtained, expires, attempt, url, code) = match &a.state {
+                TokenStatus::NoToken { .. } => ("no_token", None, None, None, None, None),
+                TokenStatus::Pending {
+                    last_notification,
+                    url,
+                    user_code,
+                } => (
+                    "pending",
+                    None,
+                    None,
+                    Some(*last_notification),
+                    url.clone(),
+                    user_code.clone(),
+                ),
+                TokenStatus::Active { obtained, expires } => {
+                    ("active", Some(*obtained), Some(*expires), None, None, None)
+                }
+                TokenStatus::Expired {
+                    last_refresh_attempt,
+                } => ("expired", None, None, *last_refresh_attempt, None, None),
+            };
+            o.insert("state".into(), state.into());
+            let opt_time =
+                |t: Option<WallTime>| t.as_ref().map_or(serde_json::Value::Null, rfc3339);
+            o.insert("obtained".into(), opt_time(obtained));
+            o.insert("expires".into(), opt_time(expires));
+            let when = if state == "pending" {
+                "last_notification"
+            } else {
+                "last_refresh_attempt"
+            };
+            o.insert(when.into(), opt_time(attempt));
+            o.insert(
+                "url".into(),
+                url.map_or(serde_json::Value::Null, Into::into),
+            );
+            o.insert(
+                "user_code".into(),
+                code.map_or(serde_json::Value::Null, Into::into),
+            );
+            let error = a.last_error.as_ref().map_or(
+                serde_json::Value::Null,
+                |e| serde_json::json!({ "at": rfc3339(&e.at), "message": e.message }),
+            );
+            o.insert("last_error".into(), error);
+            serde_json::Value::Object(o)
+        })
+        .collect();
+    serde_json::json!({
+        "status_format_version": STATUS_FORMAT_VERSION,
+        "accounts": list,
+    })
+    .to_string()
 }
 
 /// What `info` reports.
@@ -212,12 +282,57 @@ mod tests {
     }
 
     #[test]
+    fn status_json_is_versioned_with_rfc3339_times() {
+        let accounts = vec![
+            AccountStatus {
+                name: "a".into(),
+                flow: "device".into(),
+                state: TokenStatus::Pending {
+                    last_notification: at(60),
+                    url: Some("https://example.com/device".into()),
+                    user_code: Some("ABCD-EFGH".into()),
+                },
+                last_error: None,
+            },
+            AccountStatus {
+                name: "b".into(),
+                flow: "code".into(),
+                state: TokenStatus::Active {
+                    obtained: at(0),
+                    expires: at(3600),
+                },
+                last_error: Some(LastError {
+                    at: at(30),
+                    message: "HTTP 503".into(),
+                }),
+            },
+        ];
+        let v: serde_json::Value = serde_json::from_str(&status_json(&accounts)).unwrap();
+        assert_eq!(v["status_format_version"], 1);
+        assert_eq!(v["accounts"][0]["state"], "pending");
+        assert_eq!(v["accounts"][0]["flow"], "device");
+        assert_eq!(v["accounts"][0]["user_code"], "ABCD-EFGH");
+        assert_eq!(v["accounts"][0]["url"], "https://example.com/device");
+        assert_eq!(
+            v["accounts"][0]["last_notification"],
+            "1970-01-01T00:01:00Z"
+        );
+        assert_eq!(v["accounts"][1]["state"], "active");
+        assert_eq!(v["accounts"][1]["obtained"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["accounts"][1]["expires"], "1970-01-01T01:00:00Z");
+        assert_eq!(v["accounts"][1]["last_error"]["message"], "HTTP 503");
+        assert_eq!(v["accounts"][1]["last_error"]["at"], "1970-01-01T00:00:30Z");
+    }
+
+    #[test]
     fn status_lines() {
         let line = |state| {
             status_line(
                 &AccountStatus {
                     name: "work".into(),
+                    flow: "code".into(),
                     state,
+                    last_error: None,
                 },
                 &utc,
             )
@@ -237,7 +352,9 @@ mod tests {
         );
         assert_eq!(
             line(TokenStatus::Pending {
-                last_notification: at(60)
+                last_notification: at(60),
+                url: Some("https://example.com/auth".into()),
+                user_code: None,
             }),
             "work: Access token pending authentication (last notification \
              Thu, 01 Jan 1970 00:01:00 +0000)"

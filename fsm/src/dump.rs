@@ -106,36 +106,48 @@ impl Default for Dump {
 
 /// SHA-256, in lowercase hex, over the options that decide where an account's tokens
 /// come from and go to: `auth_uri`, `auth_uri_fields`, `client_id`, `client_secret`,
-/// `redirect_uri`, `scopes`, `token_uri`. Each field is length-prefixed so that no two
+/// `redirect_uri`, `scopes`, `token_uri`, and (beyond pizauth 1.x) `auth_flow`,
+/// `device_auth_uri`, `issuer` and `revoke_uri`. Each field is length-prefixed so that no two
 /// different configurations encode alike. Restore and reload compare fingerprints.
 pub fn fingerprint(account: &Account) -> String {
-    let mut h = Sha256::new();
-    let mut field = |bytes: &[u8]| {
+    fn field(h: &mut Sha256, bytes: &[u8]) {
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(bytes);
-    };
-    field(b"pizauth-account-v1");
-    field(account.auth_uri.as_str().as_bytes());
-    field(&(account.auth_uri_fields.len() as u64).to_be_bytes());
-    for (k, v) in &account.auth_uri_fields {
-        field(k.as_bytes());
-        field(v.as_bytes());
     }
-    field(account.client_id.as_bytes());
-    match &account.client_secret {
-        Some(s) => {
-            field(b"1");
-            field(s.as_str().as_bytes());
+    fn optional(h: &mut Sha256, value: Option<&str>) {
+        match value {
+            Some(v) => {
+                field(h, b"1");
+                field(h, v.as_bytes());
+            }
+            None => field(h, b"0"),
         }
-        None => field(b"0"),
     }
-    field(account.redirect_uri.as_str().as_bytes());
-    field(&(account.scopes.len() as u64).to_be_bytes());
+    let h = &mut Sha256::new();
+    field(h, b"pizauth-account-v1");
+    field(h, account.flow.as_str().as_bytes());
+    optional(h, account.issuer.as_ref().map(|u| u.as_str()));
+    optional(h, account.auth_uri.as_ref().map(|u| u.as_str()));
+    field(h, &(account.auth_uri_fields.len() as u64).to_be_bytes());
+    for (k, v) in &account.auth_uri_fields {
+        field(h, k.as_bytes());
+        field(h, v.as_bytes());
+    }
+    field(h, account.client_id.as_bytes());
+    optional(h, account.client_secret.as_ref().map(|s| s.as_str()));
+    optional(h, account.device_auth_uri.as_ref().map(|u| u.as_str()));
+    field(h, account.redirect_uri.as_str().as_bytes());
+    optional(h, account.revoke_uri.as_ref().map(|u| u.as_str()));
+    field(h, &(account.scopes.len() as u64).to_be_bytes());
     for s in &account.scopes {
-        field(s.as_bytes());
+        field(h, s.as_bytes());
     }
-    field(account.token_uri.as_str().as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    optional(h, account.token_uri.as_ref().map(|u| u.as_str()));
+    h.clone()
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -115,6 +115,9 @@ impl ExitStatus {
     }
 }
 
+/// The most stdout captured from a child (a `client_secret_cmd`).
+pub const MAX_CAPTURE_BYTES: usize = 64 * 1024;
+
 /// Something that happened, reported to [`crate::Server::handle`].
 #[derive(Debug)]
 pub enum Input {
@@ -158,6 +161,9 @@ pub enum Input {
         child: ChildId,
         /// How.
         status: ExitStatus,
+        /// What it wrote to stdout, if the spawn asked for it to be captured (at most
+        /// [`MAX_CAPTURE_BYTES`]; it may be a secret).
+        stdout: Option<Secret<Vec<u8>>>,
     },
     /// The config file was read after [`Output::ReadConfig`].
     ConfigRead {
@@ -249,6 +255,9 @@ pub enum Output {
         command: String,
         /// Extra environment variables.
         env: Vec<(String, String)>,
+        /// Capture stdout (up to [`MAX_CAPTURE_BYTES`]) and report it with the exit;
+        /// otherwise stdout goes to `/dev/null`.
+        capture: bool,
     },
     /// Kill a child (its exit is still reported).
     Kill {

@@ -67,11 +67,12 @@ pub fn redirect_uri(
 /// `response_type`, `state`, `scope` (if any scopes), then `auth_uri_fields`.
 pub fn authorization_url(
     account: &Account,
+    auth_uri: &Url,
     redirect_uri: &Url,
     state: &Secret,
     challenge: &str,
 ) -> Url {
-    let mut url = account.auth_uri.clone();
+    let mut url = auth_uri.clone();
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("access_type", "offline")
@@ -132,6 +133,215 @@ pub fn refresh_body(account: &Account, refresh_token: &Secret) -> Secret<Vec<u8>
         pairs.push(("client_secret", s.as_str()));
     }
     form(&pairs)
+}
+
+/// The body of a client-credentials request (RFC 6749 4.4.2).
+pub fn client_credentials_body(account: &Account) -> Secret<Vec<u8>> {
+    let scope = account.scopes.join(" ");
+    let mut pairs = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", account.client_id.as_str()),
+    ];
+    if !account.scopes.is_empty() {
+        pairs.push(("scope", scope.as_str()));
+    }
+    if let Some(s) = &account.client_secret {
+        pairs.push(("client_secret", s.as_str()));
+    }
+    form(&pairs)
+}
+
+/// The body of a device authorisation request (RFC 8628 3.1).
+pub fn device_request_body(account: &Account) -> Secret<Vec<u8>> {
+    let scope = account.scopes.join(" ");
+    let mut pairs = vec![("client_id", account.client_id.as_str())];
+    if !account.scopes.is_empty() {
+        pairs.push(("scope", scope.as_str()));
+    }
+    if let Some(s) = &account.client_secret {
+        pairs.push(("client_secret", s.as_str()));
+    }
+    form(&pairs)
+}
+
+/// The grant type of a device-flow token request (RFC 8628 3.4).
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// The body of a device-flow token request (RFC 8628 3.4).
+pub fn device_poll_body(account: &Account, device_code: &Secret) -> Secret<Vec<u8>> {
+    let mut pairs = vec![
+        ("grant_type", DEVICE_GRANT),
+        ("device_code", device_code.as_str()),
+        ("client_id", account.client_id.as_str()),
+    ];
+    if let Some(s) = &account.client_secret {
+        pairs.push(("client_secret", s.as_str()));
+    }
+    form(&pairs)
+}
+
+/// The body of a revocation request (RFC 7009 2.1). `hint` is `refresh_token` or
+/// `access_token`.
+pub fn revocation_body(
+    client_id: &str,
+    client_secret: Option<&Secret>,
+    token: &Secret,
+    hint: &str,
+) -> Secret<Vec<u8>> {
+    let mut pairs = vec![
+        ("token", token.as_str()),
+        ("token_type_hint", hint),
+        ("client_id", client_id),
+    ];
+    if let Some(s) = client_secret {
+        pairs.push(("client_secret", s.as_str()));
+    }
+    form(&pairs)
+}
+
+/// A device authorisation response (RFC 8628 3.2).
+#[derive(Debug)]
+pub struct DeviceResponse {
+    /// `device_code`.
+    pub device_code: Secret,
+    /// `user_code`.
+    pub user_code: String,
+    /// `verification_uri` (Google calls it `verification_url`).
+    pub verification_uri: String,
+    /// `verification_uri_complete`, if given.
+    pub verification_uri_complete: Option<String>,
+    /// `expires_in`.
+    pub expires_in: Duration,
+    /// `interval`, default 5 s (RFC 8628 3.2).
+    pub interval: Duration,
+}
+
+/// Interprets a device authorisation response.
+pub fn parse_device_response(resp: &HttpResponse) -> Result<DeviceResponse, TokenError> {
+    let json: Option<Value> = serde_json::from_slice(resp.body.expose()).ok();
+    let text = |key: &str| -> Option<String> {
+        json.as_ref()
+            .and_then(|j| j.get(key))
+            .and_then(Value::as_str)
+            .map(clean_provider_text)
+    };
+    if is_transient_status(resp.status) {
+        return Err(TokenError::Transient {
+            status: resp.status,
+            retry_after: retry_after(resp),
+        });
+    }
+    let error = text("error");
+    if !(200..300).contains(&resp.status) || error.is_some() {
+        return Err(TokenError::Rejected {
+            status: resp.status,
+            error,
+            description: text("error_description"),
+        });
+    }
+    let Some(obj) = json.as_ref().and_then(Value::as_object) else {
+        return Err(TokenError::Malformed(
+            "the body is not a JSON object".into(),
+        ));
+    };
+    let string = |key: &str| match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    let seconds = |key: &str| match obj.get(key) {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let device_code =
+        string("device_code").ok_or_else(|| TokenError::Malformed("no 'device_code'".into()))?;
+    let user_code =
+        string("user_code").ok_or_else(|| TokenError::Malformed("no 'user_code'".into()))?;
+    let verification_uri = string("verification_uri")
+        .or_else(|| string("verification_url"))
+        .ok_or_else(|| TokenError::Malformed("no 'verification_uri'".into()))?;
+    Ok(DeviceResponse {
+        device_code: Secret::new(device_code),
+        user_code: clean_provider_text(&user_code),
+        verification_uri: clean_provider_text(&verification_uri),
+        verification_uri_complete: string("verification_uri_complete")
+            .map(|s| clean_provider_text(&s)),
+        // RFC 8628 makes expires_in mandatory; be lenient with a sane default.
+        expires_in: Duration::from_secs(seconds("expires_in").unwrap_or(1800).min(86_400)),
+        interval: Duration::from_secs(seconds("interval").unwrap_or(5).clamp(1, 600)),
+    })
+}
+
+/// Endpoints learnt from an issuer's metadata (RFC 8414 section 2, OpenID Connect
+/// Discovery section 3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: Option<Url>,
+    /// `token_endpoint`.
+    pub token_endpoint: Option<Url>,
+    /// `device_authorization_endpoint`.
+    pub device_authorization_endpoint: Option<Url>,
+    /// `revocation_endpoint`.
+    pub revocation_endpoint: Option<Url>,
+}
+
+/// Where to fetch an issuer's metadata: RFC 8414 (the well-known path inserted before
+/// the issuer's path) first, then OpenID Connect discovery (appended to it).
+pub fn discovery_urls(issuer: &Url) -> [Url; 2] {
+    let path = issuer.path().trim_end_matches('/');
+    let mut rfc8414 = issuer.clone();
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    rfc8414.set_query(None);
+    let mut oidc = issuer.clone();
+    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
+    oidc.set_query(None);
+    [rfc8414, oidc]
+}
+
+/// Interprets a metadata document; its `issuer` must be the configured one (RFC 8414
+/// 3.3), and every endpoint must be an absolute http(s) URL.
+pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Metadata, String> {
+    if !(200..300).contains(&resp.status) {
+        return Err(format!("HTTP {}", resp.status));
+    }
+    let json: Value = serde_json::from_slice(resp.body.expose())
+        .map_err(|_| "the metadata is not JSON".to_owned())?;
+    let Some(obj) = json.as_object() else {
+        return Err("the metadata is not a JSON object".to_owned());
+    };
+    let claimed = obj
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if Url::parse(claimed).ok().as_ref() != Some(issuer) {
+        return Err(format!(
+            "the metadata names issuer '{}', not '{issuer}'",
+            clean_provider_text(claimed)
+        ));
+    }
+    let endpoint = |key: &str| -> Result<Option<Url>, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => match Url::parse(s) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.fragment().is_none() =>
+                {
+                    Ok(Some(u))
+                }
+                _ => Err(format!("'{key}' is not an absolute http(s) URL")),
+            },
+            Some(_) => Err(format!("'{key}' is not a string")),
+        }
+    };
+    Ok(Metadata {
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        token_endpoint: endpoint("token_endpoint")?,
+        device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
+        revocation_endpoint: endpoint("revocation_endpoint")?,
+    })
 }
 
 /// A successful token response (RFC 6749 5.1).
@@ -384,6 +594,72 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn discovery_urls_follow_both_specifications() {
+        let [a, b] = discovery_urls(&Url::parse("https://login.example.com/tenant/v2.0").unwrap());
+        assert_eq!(
+            a.as_str(),
+            "https://login.example.com/.well-known/oauth-authorization-server/tenant/v2.0"
+        );
+        assert_eq!(
+            b.as_str(),
+            "https://login.example.com/tenant/v2.0/.well-known/openid-configuration"
+        );
+        let [a, b] = discovery_urls(&Url::parse("https://accounts.example.com").unwrap());
+        assert_eq!(
+            a.as_str(),
+            "https://accounts.example.com/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            b.as_str(),
+            "https://accounts.example.com/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn metadata_must_name_the_configured_issuer() {
+        let issuer = Url::parse("https://id.example.com").unwrap();
+        let m = parse_metadata(
+            &resp(200, r#"{"issuer":"https://id.example.com","token_endpoint":"https://id.example.com/t","revocation_endpoint":"https://id.example.com/r"}"#),
+            &issuer,
+        )
+        .unwrap();
+        assert_eq!(
+            m.token_endpoint.unwrap().as_str(),
+            "https://id.example.com/t"
+        );
+        assert!(m.authorization_endpoint.is_none());
+        let e = parse_metadata(
+            &resp(200, r#"{"issuer":"https://evil.example.com"}"#),
+            &issuer,
+        )
+        .unwrap_err();
+        assert!(e.contains("evil"), "{e}");
+        assert!(
+            parse_metadata(
+                &resp(
+                    200,
+                    r#"{"issuer":"https://id.example.com","token_endpoint":"javascript:x"}"#
+                ),
+                &issuer
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn device_response_accepts_google_spelling_and_defaults() {
+        let d = parse_device_response(&resp(
+            200,
+            r#"{"device_code":"D","user_code":"ABCD-EFGH","verification_url":"https://example.com/device","expires_in":"900"}"#,
+        ))
+        .unwrap();
+        assert_eq!(d.verification_uri, "https://example.com/device");
+        assert_eq!(d.interval, Duration::from_secs(5));
+        assert_eq!(d.expires_in, Duration::from_secs(900));
+        assert!(parse_device_response(&resp(200, r#"{"user_code":"x"}"#)).is_err());
     }
 
     #[test]

@@ -17,12 +17,15 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// `pizauth show [-u] ACCOUNT`.
+    /// `pizauth show [-u] [-w SECONDS] ACCOUNT`.
     Show {
         /// The account's name.
         account: String,
         /// Include the authorisation URL in the error when there is no token.
         with_url: bool,
+        /// Wait up to this many seconds for a token instead of failing at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<u32>,
     },
     /// `pizauth refresh [-u] ACCOUNT`.
     Refresh {
@@ -86,6 +89,11 @@ pub enum Reply {
     },
     /// The request succeeded and there is nothing to print.
     Done,
+    /// The request succeeded; print this note on stderr and exit 0.
+    Notice {
+        /// One line, for the user.
+        message: String,
+    },
     /// The request failed: print `ERROR <message>` and exit 1.
     Error {
         /// One line, for the user.
@@ -143,8 +151,12 @@ impl Reply {
 pub struct AccountStatus {
     /// The account's name.
     pub name: String,
+    /// Its `auth_flow`: `code`, `device` or `client_credentials`.
+    pub flow: String,
     /// What it is doing.
     pub state: TokenStatus,
+    /// The last thing that went wrong for it (even if it has recovered since), if any.
+    pub last_error: Option<LastError>,
 }
 
 /// The token state of an account as `status` reports it. Times are wall-clock; the client
@@ -161,6 +173,10 @@ pub enum TokenStatus {
     Pending {
         /// When the user was last notified (or the request started).
         last_notification: WallTime,
+        /// The URL to visit: the authorisation URL, or the device flow's verification URI.
+        url: Option<String>,
+        /// The code to enter there (device flow).
+        user_code: Option<String>,
     },
     /// A token that has not expired.
     Active {
@@ -194,6 +210,7 @@ mod tests {
         let r = Request::Show {
             account: "work".into(),
             with_url: false,
+            wait: None,
         };
         let bytes = r.encode();
         assert_eq!(
@@ -202,7 +219,7 @@ mod tests {
         );
         assert!(matches!(
             Request::decode(&bytes),
-            Ok(Request::Show { account, with_url: false }) if account == "work"
+            Ok(Request::Show { account, with_url: false, wait: None }) if account == "work"
         ));
     }
 

@@ -76,11 +76,11 @@ fn microsoft_365() {
     assert!(p.warnings.is_empty());
     let a = p.config.account("office365").expect("the account");
     assert_eq!(
-        a.auth_uri.as_str(),
+        a.auth_uri.as_ref().unwrap().as_str(),
         "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
     );
     assert_eq!(
-        a.token_uri.as_str(),
+        a.token_uri.as_ref().unwrap().as_str(),
         "https://login.microsoftonline.com/common/oauth2/v2.0/token"
     );
     assert_eq!(
@@ -104,10 +104,10 @@ fn gmail() {
     let p = parse(GMAIL);
     let a = p.config.account("gmail").expect("the account");
     assert_eq!(
-        a.auth_uri.as_str(),
+        a.auth_uri.as_ref().unwrap().as_str(),
         "https://accounts.google.com/o/oauth2/auth"
     );
-    assert_eq!(a.token_uri.as_str(), "https://oauth2.googleapis.com/token");
+    assert_eq!(a.token_uri.as_ref().unwrap().as_str(), "https://oauth2.googleapis.com/token");
     assert_eq!(
         a.client_secret.as_ref().map(|s| s.as_str()),
         Some("GOCSPX-abcdefghijklmnopqrstuvwxyz0")

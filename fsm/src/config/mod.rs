@@ -61,19 +61,55 @@ pub struct Config {
     pub transient_error_if_cmd: Option<String>,
 }
 
+/// How an account obtains its first token (`auth_flow`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flow {
+    /// The authorisation-code flow with PKCE and a browser redirect (the default).
+    #[default]
+    Code,
+    /// The device authorisation grant (RFC 8628): the user enters a code on another
+    /// device; no redirect listener is involved.
+    Device,
+    /// The client-credentials grant (RFC 6749 4.4): tokens without a user.
+    ClientCredentials,
+}
+
+impl Flow {
+    /// The name used in the config language and in `status -j`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Code => "code",
+            Flow::Device => "device",
+            Flow::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
 /// One `account "name" { ... }` block, with the global defaults already folded in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Account {
     /// The account's name, as given after `account`.
     pub name: String,
-    /// `auth_uri`: absolute http(s), no fragment.
-    pub auth_uri: Url,
-    /// `token_uri`: absolute http(s), no fragment.
-    pub token_uri: Url,
+    /// `auth_flow`.
+    pub flow: Flow,
+    /// `issuer`: where to discover the endpoints not given here (RFC 8414, OpenID
+    /// Connect discovery).
+    pub issuer: Option<Url>,
+    /// `auth_uri`: absolute http(s), no fragment. Given unless discovered from `issuer`
+    /// or unused by the flow.
+    pub auth_uri: Option<Url>,
+    /// `token_uri`: absolute http(s), no fragment. Given unless discovered.
+    pub token_uri: Option<Url>,
+    /// `device_auth_uri`, for the device flow. Given unless discovered.
+    pub device_auth_uri: Option<Url>,
+    /// `revoke_uri`: the RFC 7009 revocation endpoint, if given (or discovered).
+    pub revoke_uri: Option<Url>,
     /// `client_id`.
     pub client_id: String,
-    /// `client_secret`, if any.
+    /// `client_secret`, if any; filled in from `client_secret_cmd` by whoever runs it.
     pub client_secret: Option<Secret>,
+    /// `client_secret_cmd`: a shell command whose trimmed stdout is the client secret.
+    pub client_secret_cmd: Option<String>,
     /// `scopes`, in order (may be empty).
     pub scopes: Vec<String>,
     /// `auth_uri_fields`, in order, keys may repeat; a deprecated `login_hint` is folded in

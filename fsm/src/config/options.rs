@@ -28,6 +28,8 @@ pub(super) enum Kind {
     TextList,
     /// A map of strings to strings, without the keys pizauth sets itself.
     UriFields,
+    /// One of the authorisation flows: `code`, `device` or `client_credentials`.
+    Flow,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Time => "a time such as 90s, 15m, 2h or 1d",
             Kind::TextList => "a list of strings such as [\"a\", \"b\"]",
             Kind::UriFields => "a map of strings such as { \"key\": \"value\" }",
+            Kind::Flow => "one of code, device or client_credentials",
         }
     }
 }
@@ -108,10 +111,16 @@ pub(super) const OPTIONS: &[OptionDef] = &[
     def("startup_cmd", Global, Text, Optional),
     def("token_event_cmd", Global, Text, Optional),
     def("transient_error_if_cmd", Global, Text, Optional),
-    def("auth_uri", Account, HttpUri, Mandatory),
+    def("auth_flow", Account, Flow, Optional),
+    // Mandatory unless `issuer` is given, and then only for the flows that use them:
+    // checked in `validate::account`.
+    def("auth_uri", Account, HttpUri, Optional),
     def("auth_uri_fields", Account, UriFields, Optional),
     def("client_id", Account, NonEmptyText, Mandatory),
     def("client_secret", Account, Text, Optional),
+    def("client_secret_cmd", Account, NonEmptyText, Optional),
+    def("device_auth_uri", Account, HttpUri, Optional),
+    def("issuer", Account, HttpUri, Optional),
     def(
         "login_hint",
         Account,
@@ -119,6 +128,7 @@ pub(super) const OPTIONS: &[OptionDef] = &[
         Deprecated("use auth_uri_fields = { \"login_hint\": \"...\" }"),
     ),
     def("redirect_uri", Account, HttpUri, Optional),
+    def("revoke_uri", Account, HttpUri, Optional),
     def("refresh_at_least", Account, Time, Optional),
     def("refresh_before_expiry", Account, Time, Optional),
     def("refresh_retry", Account, Time, Optional),
@@ -129,7 +139,7 @@ pub(super) const OPTIONS: &[OptionDef] = &[
         RenamedTo("refresh_retry"),
     ),
     def("scopes", Account, TextList, Optional),
-    def("token_uri", Account, HttpUri, Mandatory),
+    def("token_uri", Account, HttpUri, Optional),
 ];
 
 /// The keys of `auth_uri_fields` that pizauth puts in the authorisation URL itself

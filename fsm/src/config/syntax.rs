@@ -45,6 +45,8 @@ pub(super) enum Value {
     Time(String),
     /// The keyword `none`.
     None,
+    /// Any other bare word, such as `device` in `auth_flow = device;`.
+    Word(String),
     /// `[ "a", "b" ]`
     List(Vec<Spanned<String>>),
     /// `{ "k": "v", ... }`, in order; keys may repeat.
@@ -251,6 +253,7 @@ fn value(i: &mut Tokens<'_, '_>) -> PResult<Spanned<Value>> {
         Kind::Str => Value::Str(unescape(t.text)),
         Kind::Time => Value::Time(t.text.to_owned()),
         Kind::Ident if t.text == "none" => Value::None,
+        Kind::Ident if t.text != "account" => Value::Word(t.text.to_owned()),
         Kind::LBracket => return list(i),
         Kind::LBrace => return map(i),
         _ => {

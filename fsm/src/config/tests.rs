@@ -120,8 +120,14 @@ fn every_global_option() {
 fn account_defaults() {
     let a = the_account(&account(""));
     assert_eq!(a.name, "a");
-    assert_eq!(a.auth_uri.as_str(), "https://example.com/auth");
-    assert_eq!(a.token_uri.as_str(), "https://example.com/token");
+    assert_eq!(
+        a.auth_uri.as_ref().unwrap().as_str(),
+        "https://example.com/auth"
+    );
+    assert_eq!(
+        a.token_uri.as_ref().unwrap().as_str(),
+        "https://example.com/token"
+    );
     assert_eq!(a.client_id, "id");
     assert!(a.client_secret.is_none());
     assert!(a.scopes.is_empty());
@@ -470,7 +476,10 @@ fn uris_must_be_absolute_http_without_fragment() {
         "5:16: 'redirect_uri' must be an http or https URI, not \"mailto:me@example.com\""
     );
     let a = the_account(&with("http://127.0.0.1:8080/auth?x=1"));
-    assert_eq!(a.auth_uri.as_str(), "http://127.0.0.1:8080/auth?x=1");
+    assert_eq!(
+        a.auth_uri.as_ref().unwrap().as_str(),
+        "http://127.0.0.1:8080/auth?x=1"
+    );
     assert!(Url::parse(DEFAULT_REDIRECT_URI).is_ok());
 }
 
@@ -582,7 +591,7 @@ fn syntax_errors_name_what_was_expected() {
         ),
         (
             "startup_cmd = echo;",
-            "1:15: expected a value (a \"string\", a time such as 15m, none, a [list] or a {map}), found 'echo'",
+            "1:15: 'startup_cmd' must be a string, not a bare word (strings need double quotes)",
         ),
         ("= \"a\";", "1:1: expected an option name, found '='"),
         (
@@ -761,4 +770,91 @@ fn diagnostics_render_one_per_line() {
     assert!(e.has_errors());
     let all: Vec<Diagnostic> = e.into_vec();
     assert_eq!(all.len(), 2);
+}
+
+#[test]
+fn auth_flow_and_the_endpoints_each_flow_needs() {
+    assert_eq!(the_account(&account("")).flow, Flow::Code);
+    for (text, flow) in [
+        ("code", Flow::Code),
+        ("device", Flow::Device),
+        ("\"device\"", Flow::Device),
+        ("client_credentials", Flow::ClientCredentials),
+    ] {
+        let extra = format!(
+            "auth_flow = {text};\ndevice_auth_uri = \"https://example.com/device\";\nclient_secret = \"s\";"
+        );
+        assert_eq!(the_account(&account(&extra)).flow, flow, "{text}");
+    }
+    assert_eq!(
+        error(&account("auth_flow = browser;")),
+        "5:13: 'auth_flow' must be one of code, device or client_credentials, not 'browser'"
+    );
+    // The device flow needs device_auth_uri and token_uri, not auth_uri.
+    let device = "account \"d\" {\n  auth_flow = device;\n  token_uri = \"https://e.com/t\";\n  client_id = \"x\";\n}\n";
+    assert_eq!(
+        error(device),
+        "1:9: account \"d\" is missing the mandatory option 'device_auth_uri'"
+    );
+    let ok = device.replace(
+        "client_id",
+        "device_auth_uri = \"https://e.com/d\";\n  client_id",
+    );
+    let a = the_account(&ok);
+    assert_eq!(a.auth_uri, None);
+    assert_eq!(a.device_auth_uri.unwrap().as_str(), "https://e.com/d");
+    // Client credentials need a secret, from the config or a command.
+    let cc = "account \"c\" {\n  auth_flow = client_credentials;\n  token_uri = \"https://e.com/t\";\n  client_id = \"x\";\n}\n";
+    assert_eq!(
+        error(cc),
+        "1:9: account \"c\" uses auth_flow = client_credentials and needs 'client_secret' or 'client_secret_cmd'"
+    );
+    let with_cmd = cc.replace(
+        "client_id",
+        "client_secret_cmd = \"pass show c\";\n  client_id",
+    );
+    assert_eq!(
+        the_account(&with_cmd).client_secret_cmd.as_deref(),
+        Some("pass show c")
+    );
+}
+
+#[test]
+fn an_issuer_makes_the_endpoints_optional() {
+    let src = "account \"i\" {\n  issuer = \"https://login.example.com/tenant/v2.0\";\n  client_id = \"x\";\n  revoke_uri = \"https://login.example.com/revoke\";\n}\n";
+    let a = the_account(src);
+    assert_eq!(
+        a.issuer.unwrap().as_str(),
+        "https://login.example.com/tenant/v2.0"
+    );
+    assert_eq!((a.auth_uri, a.token_uri), (None, None));
+    assert_eq!(
+        a.revoke_uri.unwrap().as_str(),
+        "https://login.example.com/revoke"
+    );
+    assert_eq!(
+        error("account \"i\" {\n  client_id = \"x\";\n}\n"),
+        "1:9: account \"i\" is missing the mandatory options 'auth_uri' and 'token_uri'"
+    );
+    assert_eq!(
+        error("account \"i\" {\n  issuer = \"ftp://x\";\n  client_id = \"x\";\n}\n")
+            .split(':')
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["2", "12"]
+    );
+}
+
+#[test]
+fn client_secret_and_client_secret_cmd_exclude_each_other() {
+    assert_eq!(
+        error(&account(
+            "client_secret = \"s\";\nclient_secret_cmd = \"pass show a\";"
+        )),
+        "6:1: 'client_secret' and 'client_secret_cmd' cannot both be given in account \"a\": keep one"
+    );
+    assert_eq!(
+        error(&account("client_secret_cmd = \"\";")),
+        "5:21: 'client_secret_cmd' must not be empty"
+    );
 }

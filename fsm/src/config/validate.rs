@@ -16,7 +16,7 @@ use super::options::{self, Kind, OptionDef, RESERVED_URI_FIELDS, Scope, Status};
 use super::syntax::{self, AccountBlock, Assignment, Item, Spanned, Value, quote_name};
 use super::{
     Account, Config, DEFAULT_AUTH_NOTIFY_INTERVAL, DEFAULT_LISTEN, DEFAULT_REDIRECT_URI,
-    Diagnostic, Diagnostics, MAX_CONFIG_BYTES, MAX_TIME, Parsed, Severity, Timing,
+    Diagnostic, Diagnostics, Flow, MAX_CONFIG_BYTES, MAX_TIME, Parsed, Severity, Timing,
 };
 use crate::secret::Secret;
 
@@ -59,6 +59,7 @@ enum Typed {
     Time(Duration),
     List(Vec<String>),
     Map(Vec<(String, String)>),
+    Flow(Flow),
 }
 
 /// One option as given in one scope.
@@ -261,12 +262,25 @@ impl Validator<'_> {
     fn account(&mut self, block: &AccountBlock, defaults: &Timing) -> Option<Account> {
         let options: Vec<&Assignment> = block.options.iter().collect();
         let s = self.settings(&options, Scope::Account, Some(&block.name.value));
-        let missing: Vec<String> = options::OPTIONS
+        let flow = match s.value("auth_flow") {
+            Some(Typed::Flow(f)) => *f,
+            _ => Flow::Code,
+        };
+        // Without an issuer to discover them from, a flow needs its endpoints given.
+        let endpoints: &[&str] = match (s.get("issuer").is_some(), flow) {
+            (true, _) => &[],
+            (false, Flow::Code) => &["auth_uri", "token_uri"],
+            (false, Flow::Device) => &["device_auth_uri", "token_uri"],
+            (false, Flow::ClientCredentials) => &["token_uri"],
+        };
+        let mut missing: Vec<String> = options::OPTIONS
             .iter()
-            .filter(|d| d.scope == Scope::Account && d.status == Status::Mandatory)
+            .filter(|d| d.scope == Scope::Account)
+            .filter(|d| d.status == Status::Mandatory || endpoints.contains(&d.name))
             .filter(|d| s.get(d.name).is_none())
             .map(|d| quote_word(d.name))
             .collect();
+        missing.sort();
         // In a block with a syntax error, the option may be in the part that was skipped.
         if !missing.is_empty() && !block.damaged {
             self.error(block.name.span.start, || {
@@ -297,6 +311,26 @@ impl Validator<'_> {
                 fields.push(("login_hint".to_owned(), value.clone()));
             }
         }
+        if let (Some(_), Some(cmd)) = (s.get("client_secret"), s.get("client_secret_cmd")) {
+            self.error(cmd.assignment.name.span.start, || {
+                format!(
+                    "'client_secret' and 'client_secret_cmd' cannot both be given in account {}: keep one",
+                    quote_name(&block.name.value)
+                )
+            });
+        }
+        if flow == Flow::ClientCredentials
+            && s.get("client_secret").is_none()
+            && s.get("client_secret_cmd").is_none()
+            && !block.damaged
+        {
+            self.error(block.name.span.start, || {
+                format!(
+                    "account {} uses auth_flow = client_credentials and needs 'client_secret' or 'client_secret_cmd'",
+                    quote_name(&block.name.value)
+                )
+            });
+        }
         let redirect_uri = match s.get("redirect_uri") {
             Some(_) => s.uri("redirect_uri")?,
             // The constant is a valid URI (a test checks it), so this never falls back.
@@ -304,10 +338,15 @@ impl Validator<'_> {
         };
         Some(Account {
             name: block.name.value.clone(),
-            auth_uri: s.uri("auth_uri")?,
-            token_uri: s.uri("token_uri")?,
+            flow,
+            issuer: s.uri("issuer"),
+            auth_uri: s.uri("auth_uri"),
+            token_uri: s.uri("token_uri"),
+            device_auth_uri: s.uri("device_auth_uri"),
+            revoke_uri: s.uri("revoke_uri"),
             client_id: s.text("client_id")?,
             client_secret: s.text("client_secret").map(Secret::new),
+            client_secret_cmd: s.text("client_secret_cmd"),
             scopes: s.list("scopes").unwrap_or_default(),
             auth_uri_fields: fields,
             redirect_uri,
@@ -442,6 +481,16 @@ impl Validator<'_> {
                     .map(|(k, v)| (k.value.clone(), v.value.clone()));
                 Ok(Typed::Map(pairs.collect()))
             }
+            (Kind::Flow, Value::Word(w) | Value::Str(w)) => match w.as_str() {
+                "code" => Ok(Typed::Flow(Flow::Code)),
+                "device" => Ok(Typed::Flow(Flow::Device)),
+                "client_credentials" => Ok(Typed::Flow(Flow::ClientCredentials)),
+                _ => Err(format!(
+                    "{name} must be {}, not {}",
+                    def.kind.expected(),
+                    quote_word(w)
+                )),
+            },
             (kind, found) => Err(format!(
                 "{name} must be {}, not {}",
                 kind.expected(),
@@ -465,6 +514,7 @@ fn describe(v: &Value) -> &'static str {
         Value::Str(_) => "a string",
         Value::Time(_) => "a time",
         Value::None => "none",
+        Value::Word(_) => "a bare word (strings need double quotes)",
         Value::List(_) => "a list",
         Value::Map(_) => "a map",
     }

@@ -2,6 +2,8 @@
 //! impossible combinations (a refresh in flight without a token, a pending request
 //! without a verifier) cannot be written down.
 
+use std::time::Duration;
+
 use url::Url;
 
 use crate::event::{ChildId, RequestId};
@@ -16,8 +18,12 @@ pub(crate) enum State {
     Unauthorised,
     /// An authorisation URL has been handed out; waiting for the browser's redirect.
     Pending(Pending),
-    /// The redirect brought a code; exchanging it for tokens.
+    /// Exchanging a grant for tokens: the code the redirect brought, or (for
+    /// `client_credentials`) the client's own credentials.
     Exchanging(Exchanging),
+    /// The device flow (RFC 8628): asking for codes, then polling while the user enters
+    /// the code elsewhere.
+    Device(Device),
     /// A token is held (possibly expired, while refreshes keep failing transiently).
     Active(Active),
     /// A token is held and a refresh request is in flight.
@@ -47,21 +53,74 @@ pub(crate) struct Pending {
     pub next_notify: Option<Instant>,
 }
 
-/// Exchanging an authorisation code.
+/// Exchanging a grant for tokens.
 #[derive(Debug)]
 pub(crate) struct Exchanging {
-    /// The code from the redirect.
-    pub code: Secret,
-    /// The PKCE verifier of the request the code answers.
-    pub verifier: Secret,
-    /// The redirect URI of that request.
-    pub redirect_uri: Url,
+    /// What is exchanged.
+    pub grant: Grant,
     /// Attempts made so far, counting the one in flight (1..=exchange_tries).
     pub attempt: u32,
     /// When the user was last notified of the request this code answers.
     pub notified: Instant,
     /// What happens next.
     pub step: Step,
+}
+
+/// What an exchange sends to the token endpoint.
+#[derive(Debug)]
+pub(crate) enum Grant {
+    /// An authorisation code (RFC 6749 4.1.3, RFC 7636 4.5).
+    Code {
+        /// The code from the redirect.
+        code: Secret,
+        /// The PKCE verifier of the request the code answers.
+        verifier: Secret,
+        /// The redirect URI of that request.
+        redirect_uri: Url,
+    },
+    /// The client's own credentials (RFC 6749 4.4).
+    ClientCredentials,
+}
+
+/// The device flow.
+#[derive(Debug)]
+pub(crate) enum Device {
+    /// Asking the device authorisation endpoint for codes (RFC 8628 3.1).
+    Requesting(InFlight),
+    /// Polling the token endpoint while the user enters the code (RFC 8628 3.4).
+    Polling(Polling),
+}
+
+/// Codes obtained; waiting for the user.
+#[derive(Debug)]
+pub(crate) struct Polling {
+    /// `device_code`: what the token endpoint is polled with.
+    pub device_code: Secret,
+    /// `user_code`: what the user enters.
+    pub user_code: String,
+    /// `verification_uri`: where the user enters it.
+    pub verification_uri: String,
+    /// `verification_uri_complete`, if the provider gave one (it embeds the code).
+    pub verification_uri_complete: Option<String>,
+    /// When the codes expire; polling stops then.
+    pub expires: Instant,
+    /// Seconds between polls (RFC 8628 3.5: grows by 5 s on `slow_down`).
+    pub interval: Duration,
+    /// The poll in flight, or when to poll next.
+    pub step: Step,
+    /// When the user was last notified.
+    pub notified: Instant,
+    /// When to run `auth_notify_cmd` again; `None` when it is unset.
+    pub next_notify: Option<Instant>,
+}
+
+impl Polling {
+    /// The URL to show the user: the complete one if given.
+    pub fn url(&self) -> &str {
+        self.verification_uri_complete
+            .as_deref()
+            .unwrap_or(&self.verification_uri)
+    }
 }
 
 /// The progress of an HTTP request that is retried after transport errors.
@@ -150,6 +209,13 @@ impl State {
             State::Unauthorised | State::Failed(_) => None,
             State::Pending(p) => p.next_notify,
             State::Exchanging(e) => Some(e.step.deadline()),
+            State::Device(Device::Requesting(f)) => Some(f.deadline),
+            State::Device(Device::Polling(p)) => {
+                [Some(p.step.deadline()), p.next_notify, Some(p.expires)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
             State::Active(a) => match a.next {
                 Next::RefreshAt(t) | Next::ExpireAt(t) => Some(t),
                 Next::Checking(_) => None,
@@ -166,6 +232,11 @@ impl State {
                 ..
             }) => Some(f.request),
             State::Refreshing(r) => Some(r.flight.request),
+            State::Device(Device::Requesting(f)) => Some(f.request),
+            State::Device(Device::Polling(Polling {
+                step: Step::InFlight(f),
+                ..
+            })) => Some(f.request),
             _ => None,
         }
     }
@@ -193,6 +264,8 @@ impl State {
             State::Unauthorised => "unauthorised",
             State::Pending(_) => "pending",
             State::Exchanging(_) => "exchanging",
+            State::Device(Device::Requesting(_)) => "device-requesting",
+            State::Device(Device::Polling(_)) => "device-polling",
             State::Active(_) => "active",
             State::Refreshing(_) => "refreshing",
             State::Failed(_) => "failed",
@@ -211,9 +284,23 @@ impl State {
             },
             State::Pending(p) => TokenStatus::Pending {
                 last_notification: now.wall_at(p.notified),
+                url: Some(p.url.clone()),
+                user_code: None,
             },
             State::Exchanging(e) => TokenStatus::Pending {
                 last_notification: now.wall_at(e.notified),
+                url: None,
+                user_code: None,
+            },
+            State::Device(Device::Requesting(f)) => TokenStatus::Pending {
+                last_notification: now.wall_at(f.sent),
+                url: None,
+                user_code: None,
+            },
+            State::Device(Device::Polling(p)) => TokenStatus::Pending {
+                last_notification: now.wall_at(p.notified),
+                url: Some(p.url().to_owned()),
+                user_code: Some(p.user_code.clone()),
             },
             State::Active(a) => token_status(now, &a.tokens, a.last_attempt),
             State::Refreshing(r) => token_status(now, &r.tokens, Some(r.flight.sent)),

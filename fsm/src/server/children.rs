@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::event::{ChildId, ExitStatus, Level, Output};
+use crate::secret::Secret;
 use crate::time::Now;
 
 use super::account::{Next, State};
@@ -23,6 +24,9 @@ pub(crate) enum Purpose {
     TokenEvent,
     /// `transient_error_if_cmd` for this account: exit 0 keeps retrying.
     Check(AccountId),
+    /// `client_secret_cmd` of this account (by index) of the config being reloaded; its
+    /// stdout is captured.
+    Secret(usize),
 }
 
 /// A child waiting for a free slot.
@@ -136,6 +140,7 @@ impl Server {
             child: q.child,
             command: q.command,
             env: q.env,
+            capture: matches!(q.purpose, Purpose::Secret(_)),
         });
     }
 
@@ -150,13 +155,19 @@ impl Server {
         }
     }
 
-    pub(super) fn child_exited(&mut self, now: Now, child: ChildId, status: ExitStatus) {
+    pub(super) fn child_exited(
+        &mut self,
+        now: Now,
+        child: ChildId,
+        status: ExitStatus,
+        stdout: Option<Secret<Vec<u8>>>,
+    ) {
         let Some(purpose) = self.children.running.remove(&child) else {
             self.log(Level::Debug, format!("exit of unknown command {}", child.0));
             return;
         };
         self.timers.set(TimerKey::Child(child), None);
-        if !status.success() && purpose != Purpose::Check(AccountId(0)) {
+        if !status.success() && !matches!(purpose, Purpose::Secret(_)) {
             let what = match status {
                 ExitStatus::Code(c) => format!("exited with code {c}"),
                 ExitStatus::Signal(s) => format!("was killed by signal {s}"),
@@ -178,6 +189,7 @@ impl Server {
                 self.pump_events();
             }
             Purpose::Check(id) => self.check_finished(now, id, child, status),
+            Purpose::Secret(index) => self.secret_finished(now, child, index, status, stdout),
         }
         while self.children.running.len() < self.tunables.max_children {
             let Some(q) = self.children.queue.pop_front() else {
@@ -251,13 +263,16 @@ impl Server {
 
     /// Runs `auth_notify_cmd` for a pending request, if set.
     pub(super) fn auth_notify(&mut self, id: AccountId, url: &str) {
+        self.auth_notify_with(id, vec![("PIZAUTH_URL".to_owned(), url.to_owned())]);
+    }
+
+    /// Runs `auth_notify_cmd` with `PIZAUTH_ACCOUNT` and `vars`, if it is set.
+    pub(super) fn auth_notify_with(&mut self, id: AccountId, vars: Vec<(String, String)>) {
         let Some(cmd) = self.globals.auth_notify_cmd.clone() else {
             return;
         };
-        let env = vec![
-            ("PIZAUTH_ACCOUNT".to_owned(), self.name_of(id).to_owned()),
-            ("PIZAUTH_URL".to_owned(), url.to_owned()),
-        ];
+        let mut env = vec![("PIZAUTH_ACCOUNT".to_owned(), self.name_of(id).to_owned())];
+        env.extend(vars);
         let timeout = Some(self.tunables.notify_timeout);
         self.spawn(Purpose::Notify, cmd, env, timeout);
     }
@@ -304,5 +319,6 @@ fn purpose_name(p: Purpose) -> &'static str {
         Purpose::Notify => "notification",
         Purpose::TokenEvent => "token_event_cmd",
         Purpose::Check(_) => "transient_error_if_cmd",
+        Purpose::Secret(_) => "client_secret_cmd",
     }
 }

@@ -1,10 +1,11 @@
 //! Control requests from `pizauth` clients (SPEC.md section 3).
 
 use crate::event::{ClientId, Entropy, Level, Output};
-use crate::protocol::{AccountStatus, Reply, Request};
+use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
-use super::account::{Next, State};
+use super::account::{Device, Exchanging, Grant, Next, State};
+use super::discovery::Want;
 use super::{AccountId, Server};
 
 impl Server {
@@ -23,86 +24,143 @@ impl Server {
             }
         };
         let reply = match request {
-            Request::Show { account, with_url } => {
-                self.with_account(&account, |s, id| s.show(now, id, with_url, entropy))
-            }
-            Request::Refresh { account, with_url } => self.with_account(&account, |s, id| {
-                s.refresh_asked(now, id, with_url, entropy)
-            }),
-            Request::Revoke { account } => self.with_account(&account, |s, id| s.revoke(id)),
-            Request::Status => self.status(now),
-            Request::Info => Reply::Info {
+            Request::Show {
+                account,
+                with_url,
+                wait,
+            } => match self.by_name.get(&account).copied() {
+                Some(id) => self.show(now, client, id, with_url, wait, entropy),
+                None => Some(no_account(&account)),
+            },
+            Request::Refresh { account, with_url } => match self.by_name.get(&account).copied() {
+                Some(id) => Some(self.refresh_asked(now, id, with_url, entropy)),
+                None => Some(no_account(&account)),
+            },
+            Request::Revoke { account } => match self.by_name.get(&account).copied() {
+                Some(id) => self.revoke(now, client, id),
+                None => Some(no_account(&account)),
+            },
+            Request::Status => Some(self.status(now)),
+            Request::Info => Some(Reply::Info {
                 http_port: self.listeners.http_port,
                 https_port: self.listeners.https_port,
                 https_fingerprint: self.listeners.https_fingerprint.clone(),
-            },
-            Request::Dump => self.dump(now),
-            Request::Restore { dump } => self.restore(now, dump.as_str()),
+            }),
+            Request::Dump => Some(self.dump(now)),
+            Request::Restore { dump } => Some(self.restore(now, dump.as_str())),
             Request::Reload => return self.reload_asked(Some(client)),
             Request::Shutdown => {
                 self.reply(client, Reply::Done);
                 return self.shut_down();
             }
         };
-        self.reply(client, reply);
+        if let Some(reply) = reply {
+            self.reply(client, reply);
+        }
     }
 
     pub(super) fn reply(&mut self, client: ClientId, reply: Reply) {
         self.outputs.push_back(Output::Reply { client, reply });
     }
 
-    fn with_account(
-        &mut self,
-        name: &str,
-        f: impl FnOnce(&mut Server, AccountId) -> Reply,
-    ) -> Reply {
-        match self.by_name.get(name) {
-            Some(&id) => f(self, id),
-            None => Reply::error(format!("No account '{}'", printable(name))),
-        }
-    }
-
     /// `show`: the token if there is a valid one; otherwise start what would get one,
-    /// and say so. Never waits.
+    /// and say so (or, with `wait`, answer later). Plain `show` never waits.
     fn show(
         &mut self,
         now: Now,
+        client: ClientId,
         id: AccountId,
         with_url: bool,
+        wait: Option<u32>,
         entropy: &mut dyn Entropy,
-    ) -> Reply {
-        let Some(slot) = self.accounts.get(&id) else {
-            return Reply::error("No such account");
-        };
+    ) -> Option<Reply> {
+        let slot = self.accounts.get(&id)?;
+        let mut begin = false;
+        let mut message = None;
         match &slot.state {
-            State::Active(a) if a.tokens.expires > now.boot => Reply::Token {
-                token: a.tokens.access.clone(),
-            },
-            State::Refreshing(r) if r.tokens.expires > now.boot => Reply::Token {
-                token: r.tokens.access.clone(),
-            },
-            State::Refreshing(_) => Reply::error(
-                "Access token has expired. Refreshing is in progress but has not yet succeeded",
-            ),
+            State::Active(a) if a.tokens.expires > now.boot => {
+                return Some(Reply::Token {
+                    token: a.tokens.access.clone(),
+                });
+            }
+            State::Refreshing(r) if r.tokens.expires > now.boot => {
+                return Some(Reply::Token {
+                    token: r.tokens.access.clone(),
+                });
+            }
             State::Active(a) => {
                 if !matches!(a.next, Next::Checking(_)) {
                     self.start_refresh(now, id);
                 }
-                Reply::error("Access token has expired. Refreshing initiated")
+                message = Some("Access token has expired. Refreshing initiated".to_owned());
             }
-            State::Exchanging(_) => Reply::error(
-                "Access token unavailable until authorised: the authorisation code is being exchanged for a token",
+            State::Unauthorised | State::Failed(_) => match self.discovering(id) {
+                Some(issuer) => self.await_issuer(&issuer, id, Want::Authorise),
+                None => begin = true,
+            },
+            State::Refreshing(_) | State::Exchanging(_) | State::Pending(_) | State::Device(_) => {
+                ()
+            }
+        }
+        if begin && let Err(why) = self.begin(now, id, entropy) {
+            return Some(Reply::error(format!("Access token unavailable: {why}")));
+        }
+        match wait {
+            Some(secs) if secs > 0 => {
+                self.wait_for_token(now, client, id, with_url, secs);
+                None
+            }
+            _ => {
+                Some(Reply::error(message.unwrap_or_else(|| {
+                    self.unavailable_message(now, id, with_url)
+                })))
+            }
+        }
+    }
+
+    /// What `show` says when it has no token to give, without starting anything.
+    pub(super) fn unavailable_message(&self, now: Now, id: AccountId, with_url: bool) -> String {
+        let Some(slot) = self.accounts.get(&id) else {
+            return "Access token unavailable: the account no longer exists".into();
+        };
+        match &slot.state {
+            State::Active(a) if a.tokens.expires <= now.boot => {
+                "Access token has expired. Refreshing initiated".into()
+            }
+            State::Refreshing(r) if r.tokens.expires <= now.boot => {
+                "Access token has expired. Refreshing is in progress but has not yet succeeded".into()
+            }
+            State::Active(_) | State::Refreshing(_) => {
+                "Access token available: run pizauth show again".into()
+            }
+            State::Pending(p) if with_url => {
+                format!("Access token unavailable until authorised with URL {}", p.url)
+            }
+            State::Pending(_) => "Access token unavailable until authorised".into(),
+            State::Exchanging(Exchanging {
+                grant: Grant::ClientCredentials,
+                ..
+            }) => "Access token unavailable: requesting a token with the client credentials".into(),
+            State::Exchanging(_) => {
+                "Access token unavailable until authorised: the authorisation code is being exchanged for a token".into()
+            }
+            State::Device(Device::Requesting(_)) => {
+                "Access token unavailable until authorised: requesting a device code".into()
+            }
+            State::Device(Device::Polling(p)) if with_url => format!(
+                "Access token unavailable until authorised: visit {} and enter code {}",
+                p.verification_uri, p.user_code
             ),
-            State::Pending(p) => unavailable(with_url, &p.url),
-            State::Unauthorised | State::Failed(_) => {
-                let url = self.start_authorisation(now, id, entropy);
-                match url {
-                    Some(url) => unavailable(with_url, &url),
-                    None => Reply::error(
-                        "Access token unavailable: no redirect listener suits this account's redirect_uri",
-                    ),
+            State::Device(Device::Polling(_)) => "Access token unavailable until authorised".into(),
+            State::Unauthorised | State::Failed(_) => match self.discovering(id) {
+                Some(issuer) => {
+                    format!("Access token unavailable: discovering the endpoints of {issuer}")
                 }
-            }
+                None => match &slot.state {
+                    State::Failed(f) => format!("Access token unavailable: {}", f.why),
+                    _ => "Access token unavailable".into(),
+                },
+            },
         }
     }
 
@@ -116,7 +174,7 @@ impl Server {
         entropy: &mut dyn Entropy,
     ) -> Reply {
         let Some(slot) = self.accounts.get(&id) else {
-            return Reply::error("No such account");
+            return Reply::error("Access token unavailable: the account no longer exists");
         };
         match &slot.state {
             State::Active(a) => {
@@ -126,26 +184,19 @@ impl Server {
                 Reply::Done
             }
             State::Refreshing(_) => Reply::Done,
-            _ => match self.show(now, id, with_url, entropy) {
-                // `show` found a token after all (it cannot, but keep the contract).
-                Reply::Token { .. } => Reply::Done,
-                other => other,
-            },
+            State::Unauthorised | State::Failed(_) => {
+                match self.discovering(id) {
+                    Some(issuer) => self.await_issuer(&issuer, id, Want::Authorise),
+                    None => {
+                        if let Err(why) = self.begin(now, id, entropy) {
+                            return Reply::error(format!("Access token unavailable: {why}"));
+                        }
+                    }
+                }
+                Reply::error(self.unavailable_message(now, id, with_url))
+            }
+            _ => Reply::error(self.unavailable_message(now, id, with_url)),
         }
-    }
-
-    /// `revoke`: forget the tokens and any pending authorisation (locally).
-    fn revoke(&mut self, id: AccountId) -> Reply {
-        let had_token = self
-            .accounts
-            .get(&id)
-            .is_some_and(|s| s.state.tokens().is_some());
-        self.update(id, |_, _| State::Unauthorised);
-        if had_token {
-            self.token_event(id, super::children::TokenEvent::Revoked);
-        }
-        self.log(Level::Info, format!("{}: revoked", self.name_of(id)));
-        Reply::Done
     }
 
     fn status(&self, now: Now) -> Reply {
@@ -156,7 +207,12 @@ impl Server {
                 let slot = self.accounts.get(id)?;
                 Some(AccountStatus {
                     name: name.clone(),
+                    flow: slot.config.flow.as_str().to_owned(),
                     state: slot.state.status(now),
+                    last_error: slot.last_error.as_ref().map(|(at, message)| LastError {
+                        at: now.wall_at(*at),
+                        message: message.clone(),
+                    }),
                 })
             })
             .collect();
@@ -164,14 +220,8 @@ impl Server {
     }
 }
 
-fn unavailable(with_url: bool, url: &str) -> Reply {
-    if with_url {
-        Reply::error(format!(
-            "Access token unavailable until authorised with URL {url}"
-        ))
-    } else {
-        Reply::error("Access token unavailable until authorised")
-    }
+fn no_account(name: &str) -> Reply {
+    Reply::error(format!("No account '{}'", printable(name)))
 }
 
 /// A client-supplied name made safe to echo on one line.

@@ -14,9 +14,14 @@ use crate::oauth::{self, STATE_BYTES, VERIFIER_BYTES};
 use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
-use super::account::{Active, Exchanging, Failed, InFlight, Next, Pending, State, Step, Tokens};
+use super::account::{
+    Active, Device, Exchanging, Failed, Grant, InFlight, Next, Pending, Polling, State, Step,
+    Tokens,
+};
 use super::children::TokenEvent;
+use super::discovery::{Resolved, Want, Which};
 use super::{AccountId, Server};
+use crate::config::Flow;
 
 /// The page shown once the browser has brought a code.
 pub const PROCESSING_PAGE: &str =
@@ -25,32 +30,80 @@ pub const PROCESSING_PAGE: &str =
 pub const NO_MATCH_PAGE: &str = "pizauth: no pending authorisation request matches this page (it was already answered, revoked, or the server restarted); run pizauth show again for a fresh URL.";
 
 impl Server {
-    /// Starts an authorisation request for account `id` and returns its URL, or `None`
-    /// if no listener suits the account's redirect URI.
-    pub(super) fn start_authorisation(
+    /// Starts obtaining a token for account `id` the way its flow says: an authorisation
+    /// URL, a device code, or a client-credentials request; first discovering the
+    /// endpoints if need be. `Err` says why nothing could be started.
+    pub(super) fn begin(
         &mut self,
         now: Now,
         id: AccountId,
         entropy: &mut dyn Entropy,
-    ) -> Option<String> {
-        let slot = self.accounts.get(&id)?;
+    ) -> Result<(), String> {
+        let which = match self.flow(id) {
+            Flow::Code => Which::Auth,
+            Flow::Device => Which::Device,
+            Flow::ClientCredentials => Which::Token,
+        };
+        let url = match self.resolve(now, id, which) {
+            Resolved::Url(u) => u,
+            Resolved::Discovering(issuer) => {
+                self.await_issuer(&issuer, id, Want::Authorise);
+                return Ok(());
+            }
+            Resolved::Missing(why) => return Err(why),
+        };
+        match self.flow(id) {
+            Flow::Code => self.start_code(now, id, &url, entropy),
+            Flow::Device => {
+                self.start_device(now, id, url);
+                Ok(())
+            }
+            Flow::ClientCredentials => {
+                self.update(id, |_, _| {
+                    State::Exchanging(Exchanging {
+                        grant: Grant::ClientCredentials,
+                        attempt: 0,
+                        notified: now.boot,
+                        step: Step::RetryAt(now.boot),
+                    })
+                });
+                self.log(
+                    Level::Info,
+                    format!(
+                        "{}: requesting a token with the client credentials",
+                        self.name_of(id)
+                    ),
+                );
+                self.send_exchange(now, id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts an authorisation-code request with PKCE against `auth_uri`.
+    fn start_code(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        auth_uri: &Url,
+        entropy: &mut dyn Entropy,
+    ) -> Result<(), String> {
+        let Some(slot) = self.accounts.get(&id) else {
+            return Err("the account no longer exists".into());
+        };
         let Some(redirect_uri) = oauth::redirect_uri(
             &slot.config,
             self.listeners.http_port,
             self.listeners.https_port,
         ) else {
-            let name = slot.config.name.clone();
-            self.log(
-                Level::Error,
-                format!("{name}: no redirect listener is on for its redirect_uri"),
-            );
-            return None;
+            return Err("no redirect listener suits this account's redirect_uri (http_listen or https_listen is none)".into());
         };
         let state = oauth::random_token(entropy, STATE_BYTES);
         let verifier = oauth::random_token(entropy, VERIFIER_BYTES);
         let challenge = oauth::code_challenge(&verifier);
         let url =
-            oauth::authorization_url(&slot.config, &redirect_uri, &state, &challenge).to_string();
+            oauth::authorization_url(&slot.config, auth_uri, &redirect_uri, &state, &challenge)
+                .to_string();
         let pending = Pending {
             state_key: Sha256::digest(state.as_str().as_bytes()).into(),
             state,
@@ -66,7 +119,7 @@ impl Server {
             format!("{}: authorisation request started", self.name_of(id)),
         );
         self.auth_notify(id, &url);
-        Some(url)
+        Ok(())
     }
 
     /// When to repeat `auth_notify_cmd`, if it is set (at least a second apart).
@@ -157,9 +210,11 @@ impl Server {
         let code = Secret::new(code.to_owned());
         self.update(id, |_, state| match state {
             State::Pending(p) => State::Exchanging(Exchanging {
-                code,
-                verifier: p.verifier,
-                redirect_uri: p.redirect_uri,
+                grant: Grant::Code {
+                    code,
+                    verifier: p.verifier,
+                    redirect_uri: p.redirect_uri,
+                },
                 attempt: 0,
                 notified: p.notified,
                 step: Step::RetryAt(now.boot),
@@ -188,23 +243,41 @@ impl Server {
         }
     }
 
-    /// Sends (or re-sends) the code exchange of an `Exchanging` account.
+    /// Sends (or re-sends) the exchange of an `Exchanging` account.
     fn send_exchange(&mut self, now: Now, id: AccountId) {
+        let url = match self.resolve(now, id, Which::Token) {
+            Resolved::Url(u) => u,
+            Resolved::Discovering(_) => {
+                // Only after a failure forgot the metadata: try again shortly.
+                let at = now.boot + self.tunables.exchange_retry_delay;
+                return self.update(id, |_, state| match state {
+                    State::Exchanging(mut x) => {
+                        x.step = Step::RetryAt(at);
+                        State::Exchanging(x)
+                    }
+                    other => other,
+                });
+            }
+            Resolved::Missing(why) => return self.fail(now, id, why),
+        };
         let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;
         let mut http = None;
         self.update(id, |s, state| match state {
             State::Exchanging(mut e) => {
                 if let Some(slot) = s.accounts.get(&id) {
+                    let body = match &e.grant {
+                        Grant::Code {
+                            code,
+                            verifier,
+                            redirect_uri,
+                        } => oauth::code_exchange_body(&slot.config, code, verifier, redirect_uri),
+                        Grant::ClientCredentials => oauth::client_credentials_body(&slot.config),
+                    };
                     http = Some(HttpRequest {
                         method: Method::Post,
-                        url: slot.config.token_uri.clone(),
-                        body: oauth::code_exchange_body(
-                            &slot.config,
-                            &e.code,
-                            &e.verifier,
-                            &e.redirect_uri,
-                        ),
+                        url,
+                        body,
                         timeout,
                     });
                 }
@@ -253,7 +326,11 @@ impl Server {
         now: Now,
         request: RequestId,
         result: Result<HttpResponse, TransportError>,
+        entropy: &mut dyn Entropy,
     ) {
+        if self.side.contains_key(&request) {
+            return self.side_finished(now, request, result, entropy);
+        }
         let Some(id) = self.requests.remove(&request) else {
             self.log(
                 Level::Debug,
@@ -270,6 +347,17 @@ impl Server {
                 ..
             })) => *f,
             Some(State::Refreshing(r)) => return self.refresh_finished(now, id, r.flight, result),
+            Some(State::Device(Device::Requesting(f))) => {
+                let f = *f;
+                return self.device_finished(now, id, f, result);
+            }
+            Some(State::Device(Device::Polling(Polling {
+                step: Step::InFlight(f),
+                ..
+            }))) => {
+                let f = *f;
+                return self.device_finished(now, id, f, result);
+            }
             _ => return,
         };
         self.exchange_finished(now, id, flight, result);

@@ -17,14 +17,22 @@ use crate::time::{Instant, Now};
 mod account;
 mod children;
 mod control;
+mod device;
+mod discovery;
 mod flow;
 mod refresh;
 mod reload;
+mod revoke;
 mod timers;
+mod waiters;
+
+pub use reload::{SECRET_TIMEOUT, secret_from};
 
 use account::State;
 use children::Children;
+use discovery::{IssuerState, Side};
 use timers::{TimerKey, Timers};
+use waiters::Waiter;
 
 /// The redirect listeners, as bound by the driver.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,6 +94,8 @@ struct Slot {
     /// `dump::fingerprint(&config)`, computed once.
     fingerprint: String,
     state: State,
+    /// The last failure of any kind, and when (for `status -j`).
+    last_error: Option<(Instant, String)>,
 }
 
 /// The whole server.
@@ -101,10 +111,18 @@ pub struct Server {
     pending: BTreeMap<[u8; 32], AccountId>,
     /// Requests in flight and whose they are.
     requests: BTreeMap<RequestId, AccountId>,
+    /// Requests in flight that belong to no account state: discovery and revocation.
+    side: BTreeMap<RequestId, Side>,
+    /// What is known of each issuer's metadata, by issuer URL.
+    issuers: BTreeMap<String, IssuerState>,
+    /// `show -w` clients waiting for an account's token.
+    waiters: BTreeMap<AccountId, Vec<Waiter>>,
     timers: Timers,
     children: Children,
     /// Clients waiting for a reload (`None`: SIGHUP), and whether the config was asked for.
     reload_waiters: Vec<Option<ClientId>>,
+    /// A reload waiting for its `client_secret_cmd`s.
+    pending_reload: Option<reload::PendingReload>,
     outputs: VecDeque<Output>,
     next_id: u64,
     /// The config file's name, for messages about reloads.
@@ -133,9 +151,13 @@ impl Server {
             by_name: BTreeMap::new(),
             pending: BTreeMap::new(),
             requests: BTreeMap::new(),
+            side: BTreeMap::new(),
+            issuers: BTreeMap::new(),
+            waiters: BTreeMap::new(),
             timers: Timers::default(),
             children: Children::default(),
             reload_waiters: Vec::new(),
+            pending_reload: None,
             outputs: VecDeque::new(),
             next_id: 1,
             config_name: "pizauth.conf".to_owned(),
@@ -168,15 +190,21 @@ impl Server {
                 request,
             } => self.redirect_received(now, conn, scheme, &request),
             Input::HttpResponded { request, response } => {
-                self.http_finished(now, request, Ok(response))
+                self.http_finished(now, request, Ok(response), entropy)
             }
-            Input::HttpFailed { request, error } => self.http_finished(now, request, Err(error)),
-            Input::ChildExited { child, status } => self.child_exited(now, child, status),
+            Input::HttpFailed { request, error } => {
+                self.http_finished(now, request, Err(error), entropy)
+            }
+            Input::ChildExited {
+                child,
+                status,
+                stdout,
+            } => self.child_exited(now, child, status, stdout),
             Input::ConfigRead { result } => self.config_read(now, result),
             Input::ReloadAsked => self.reload_asked(None),
             Input::ShutdownAsked => self.shut_down(),
         }
-        self.fire_due(now);
+        self.fire_due(now, entropy);
     }
 
     /// The next effect to perform, if any. Drain after every [`Server::handle`].
@@ -225,12 +253,14 @@ impl Server {
 
     /// Runs every timer due at `now`. Each handler sets only deadlines after `now` or
     /// clears them, so the loop ends; the bound is a second line of defence.
-    fn fire_due(&mut self, now: Now) {
+    fn fire_due(&mut self, now: Now, entropy: &mut dyn Entropy) {
         let bound = 4 * self.timers.len() + 16;
         for _ in 0..bound {
             match self.timers.pop_due(now.boot) {
                 Some(TimerKey::Account(id)) => self.account_due(now, id),
                 Some(TimerKey::Child(child)) => self.child_due(child),
+                Some(TimerKey::Request(request)) => self.side_timed_out(now, request, entropy),
+                Some(TimerKey::Waiter(client)) => self.waiter_due(now, client),
                 None => return,
             }
         }
@@ -248,6 +278,7 @@ impl Server {
         match &slot.state {
             State::Pending(_) => self.notify_again(now, id),
             State::Exchanging(_) => self.exchange_due(now, id),
+            State::Device(_) => self.device_due(now, id),
             State::Active(_) => self.active_due(now, id),
             State::Refreshing(_) => self.refresh_timed_out(now, id),
             State::Unauthorised | State::Failed(_) => (),
@@ -286,8 +317,15 @@ impl Server {
             self.pending.insert(key, id);
         }
         self.timers.set(TimerKey::Account(id), new.deadline());
+        let settled = matches!(
+            &new,
+            State::Active(_) | State::Refreshing(_) | State::Failed(_)
+        );
         if let Some(slot) = self.accounts.get_mut(&id) {
             slot.state = new;
+        }
+        if settled && self.waiters.contains_key(&id) {
+            self.wake_waiters(id);
         }
     }
 
@@ -300,6 +338,7 @@ impl Server {
                 fingerprint: fingerprint(&config),
                 config,
                 state: State::Unauthorised,
+                last_error: None,
             },
         );
         id
@@ -308,6 +347,7 @@ impl Server {
     /// Drops an account and everything in flight for it.
     fn remove_account(&mut self, id: AccountId) {
         self.update(id, |_, _| State::Unauthorised);
+        self.drop_waiters(id, "the account was removed from the configuration");
         if let Some(slot) = self.accounts.remove(&id) {
             self.by_name.remove(&slot.config.name);
         }
@@ -328,6 +368,14 @@ impl Server {
         self.accounts
             .get(&id)
             .map_or("?", |s| s.config.name.as_str())
+    }
+
+    /// Remembers a failure for `status -j`.
+    fn note_error(&mut self, id: AccountId, message: &str) {
+        let at = self.latest.map(|n| n.boot).unwrap_or_default();
+        if let Some(slot) = self.accounts.get_mut(&id) {
+            slot.last_error = Some((at, message.to_owned()));
+        }
     }
 
     fn log(&mut self, level: Level, message: impl Into<String>) {
@@ -395,6 +443,25 @@ impl Server {
         assert_eq!(self.by_name.len(), self.accounts.len(), "name index size");
         assert_eq!(self.pending.len(), pending_seen, "stale pending entries");
         assert_eq!(self.requests.len(), requests_seen, "stale request entries");
+        for request in self.side.keys() {
+            assert!(
+                self.timers.get(TimerKey::Request(*request)).is_some(),
+                "side request without a deadline"
+            );
+            assert!(!self.requests.contains_key(request), "request owned twice");
+        }
+        for (id, list) in &self.waiters {
+            assert!(
+                self.accounts.contains_key(id),
+                "waiter of a removed account"
+            );
+            for w in list {
+                assert!(
+                    self.timers.get(TimerKey::Waiter(w.client)).is_some(),
+                    "waiter without a deadline"
+                );
+            }
+        }
         if let (Some(now), Some(next)) = (now, self.poll_timeout()) {
             assert!(next > now, "poll_timeout not after now");
         }

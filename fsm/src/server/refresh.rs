@@ -9,7 +9,9 @@ use crate::time::{Instant, Now};
 
 use super::account::{Active, Failed, InFlight, Next, Refreshing, State, Tokens};
 use super::children::TokenEvent;
+use super::discovery::{Resolved, Want, Which};
 use super::{AccountId, Server};
+use crate::config::Flow;
 
 impl Server {
     /// How long a new token lives: `expires_in`, or `refresh_at_least` if absent.
@@ -31,9 +33,10 @@ impl Server {
         let Some(timing) = self.accounts.get(&id).map(|s| s.config.timing) else {
             return;
         };
+        let renewable = self.flow(id) == Flow::ClientCredentials;
         self.update(id, |_, state| match state {
             State::Active(mut a) => {
-                if a.tokens.refresh.is_none() {
+                if a.tokens.refresh.is_none() && !renewable {
                     a.next =
                         Next::ExpireAt(a.tokens.expires.max(now.boot + Duration::from_millis(1)));
                 } else if !matches!(a.next, Next::Checking(_)) {
@@ -77,25 +80,45 @@ impl Server {
     /// Sends a refresh request now, if the account is active and can refresh; an
     /// account without a refresh token returns to no token.
     pub(super) fn start_refresh(&mut self, now: Now, id: AccountId) {
-        let request = self.fresh_request();
         let Some(slot) = self.accounts.get(&id) else {
             return;
         };
         let State::Active(a) = &slot.state else {
             return;
         };
-        let Some(refresh_token) = &a.tokens.refresh else {
+        // Client-credentials accounts renew by asking again; others need a refresh token.
+        let renew = slot.config.flow == Flow::ClientCredentials && a.tokens.refresh.is_none();
+        if a.tokens.refresh.is_none() && !renew {
             if a.tokens.expires <= now.boot {
                 self.update(id, |_, _| State::Unauthorised);
                 self.token_event(id, TokenEvent::Invalidated);
             }
             return;
+        }
+        let url = match self.resolve(now, id, Which::Token) {
+            Resolved::Url(u) => u,
+            Resolved::Discovering(issuer) => {
+                self.await_issuer(&issuer, id, Want::Refresh);
+                return self.retry_refresh_later(now, id);
+            }
+            Resolved::Missing(why) => return self.invalidate(now, id, why),
         };
+        let Some(slot) = self.accounts.get(&id) else {
+            return;
+        };
+        let State::Active(a) = &slot.state else {
+            return;
+        };
+        let body = match &a.tokens.refresh {
+            Some(refresh_token) => oauth::refresh_body(&slot.config, refresh_token),
+            None => oauth::client_credentials_body(&slot.config),
+        };
+        let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;
         let http = HttpRequest {
             method: Method::Post,
-            url: slot.config.token_uri.clone(),
-            body: oauth::refresh_body(&slot.config, refresh_token),
+            url,
+            body,
             timeout,
         };
         self.update(id, |_, state| match state {
@@ -210,6 +233,7 @@ impl Server {
         if failures == 0 {
             return;
         }
+        self.note_error(id, message);
         self.log(
             Level::Warn,
             format!(
@@ -266,6 +290,7 @@ impl Server {
 
     /// Drops the token for good: the next `show` starts a new authorisation.
     pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: String) {
+        self.note_error(id, &why);
         self.update(id, |_, _| {
             State::Failed(Failed {
                 at: now.boot,

@@ -1,13 +1,55 @@
 //! Reloading the configuration, and dump and restore (SPEC.md section 7).
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use crate::config::Config;
 use crate::dump::{Dump, DumpedAccount};
-use crate::event::{ClientId, Level, Output};
+use crate::event::{ChildId, ClientId, ExitStatus, Level, Output};
 use crate::protocol::Reply;
+use crate::secret::Secret;
 use crate::time::Now;
 
 use super::account::{Active, Next, State, Tokens};
+use super::children::Purpose;
 use super::{AccountId, Server};
+
+/// How long a `client_secret_cmd` may take (it may wait for a passphrase).
+pub const SECRET_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A reload waiting for its `client_secret_cmd`s.
+#[derive(Debug)]
+pub(crate) struct PendingReload {
+    /// The new config, secrets filled in as they arrive.
+    config: Config,
+    /// Commands still running, and the index of their account.
+    outstanding: BTreeMap<ChildId, usize>,
+    /// What went wrong so far.
+    errors: Vec<String>,
+}
+
+/// The secret a `client_secret_cmd` printed: its stdout, trimmed.
+pub fn secret_from(status: ExitStatus, stdout: Option<Secret<Vec<u8>>>) -> Result<Secret, String> {
+    match status {
+        ExitStatus::Code(0) => (),
+        ExitStatus::Code(c) => return Err(format!("exited with code {c}")),
+        ExitStatus::Signal(s) => {
+            return Err(format!(
+                "was killed by signal {s} (it has {} s)",
+                SECRET_TIMEOUT.as_secs()
+            ));
+        }
+        ExitStatus::FailedToStart => return Err("could not be started".to_owned()),
+    }
+    let bytes = stdout.ok_or_else(|| "printed nothing".to_owned())?;
+    let text = std::str::from_utf8(bytes.expose())
+        .map_err(|_| "printed something that is not UTF-8".to_owned())?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("printed nothing".to_owned());
+    }
+    Ok(Secret::new(trimmed.to_owned()))
+}
 
 impl Server {
     /// `reload` or SIGHUP: ask the driver for the config file's text (once, however many
@@ -19,17 +61,96 @@ impl Server {
         self.reload_waiters.push(client);
     }
 
-    /// The config file's text arrived: apply it, or keep the running config and say why.
+    /// The config file's text arrived: parse it, run the `client_secret_cmd`s it has,
+    /// then apply it; or keep the running config and say why.
     pub(super) fn config_read(&mut self, now: Now, result: Result<String, String>) {
-        let waiters = std::mem::take(&mut self.reload_waiters);
-        let outcome = result
-            .and_then(|text| Config::parse(&text, &self.config_name).map_err(|d| d.to_string()));
-        let reply = match outcome {
-            Ok(parsed) => {
-                for w in parsed.warnings.iter() {
-                    self.log(Level::Warn, w.to_string());
+        let parsed = match result
+            .and_then(|text| Config::parse(&text, &self.config_name).map_err(|d| d.to_string()))
+        {
+            Ok(p) => p,
+            Err(e) => return self.finish_reload(now, Err(e)),
+        };
+        for w in parsed.warnings.iter() {
+            self.log(Level::Warn, w.to_string());
+        }
+        let config = parsed.config;
+        let commands: Vec<(usize, String)> = config
+            .accounts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.client_secret_cmd.clone().map(|c| (i, c)))
+            .collect();
+        let mut pending = PendingReload {
+            config,
+            outstanding: BTreeMap::new(),
+            errors: Vec::new(),
+        };
+        for (index, command) in commands {
+            let env = vec![(
+                "PIZAUTH_ACCOUNT".to_owned(),
+                pending.config.accounts[index].name.clone(),
+            )];
+            if let Some(child) =
+                self.spawn(Purpose::Secret(index), command, env, Some(SECRET_TIMEOUT))
+            {
+                pending.outstanding.insert(child, index);
+            }
+        }
+        if pending.outstanding.is_empty() {
+            return self.finish_reload(now, Ok(pending.config));
+        }
+        self.pending_reload = Some(pending);
+    }
+
+    /// A `client_secret_cmd` of the config being reloaded ended.
+    pub(super) fn secret_finished(
+        &mut self,
+        now: Now,
+        child: ChildId,
+        index: usize,
+        status: ExitStatus,
+        stdout: Option<Secret<Vec<u8>>>,
+    ) {
+        let Some(pending) = &mut self.pending_reload else {
+            return;
+        };
+        if pending.outstanding.remove(&child).is_none() {
+            return;
+        }
+        let name = pending
+            .config
+            .accounts
+            .get(index)
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
+        match secret_from(status, stdout) {
+            Ok(secret) => {
+                if let Some(a) = pending.config.accounts.get_mut(index) {
+                    a.client_secret = Some(secret);
                 }
-                self.apply_config(now, parsed.config);
+            }
+            Err(why) => pending
+                .errors
+                .push(format!("account \"{name}\": client_secret_cmd {why}")),
+        }
+        if pending.outstanding.is_empty()
+            && let Some(p) = self.pending_reload.take()
+        {
+            let outcome = if p.errors.is_empty() {
+                Ok(p.config)
+            } else {
+                Err(p.errors.join("\n"))
+            };
+            self.finish_reload(now, outcome);
+        }
+    }
+
+    /// Applies a reloaded config (or reports why not) and answers everyone waiting.
+    fn finish_reload(&mut self, now: Now, outcome: Result<Config, String>) {
+        let waiters = std::mem::take(&mut self.reload_waiters);
+        let reply = match outcome {
+            Ok(config) => {
+                self.apply_config(now, config);
                 self.log(Level::Info, "configuration reloaded");
                 Reply::Done
             }
@@ -43,7 +164,6 @@ impl Server {
         };
         for client in waiters.into_iter().flatten() {
             let r = match &reply {
-                Reply::Done => Reply::Done,
                 Reply::Error { message } => Reply::error(message.clone()),
                 _ => Reply::Done,
             };

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::event::ChildId;
+use crate::event::{ChildId, ClientId, RequestId};
 use crate::time::Instant;
 
 use super::AccountId;
@@ -17,6 +17,10 @@ pub(crate) enum TimerKey {
     Account(AccountId),
     /// A child process must be killed if it is still running.
     Child(ChildId),
+    /// A request that belongs to no account state (discovery, revocation) times out.
+    Request(RequestId),
+    /// A `show -w` client has waited long enough.
+    Waiter(ClientId),
 }
 
 /// The queue.

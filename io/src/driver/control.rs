@@ -104,9 +104,13 @@ impl Driver {
             Stage::Reading => match read_request(c) {
                 Ok(false) => (),
                 Ok(true) => {
+                    // The core answers every request (`show -w` waits on the core's own
+                    // deadline), so the read deadline no longer applies.
                     c.stage = Stage::Waiting;
                     let bytes = std::mem::take(&mut c.request);
                     let client = ClientId(c.id);
+                    let old = c.deadline.take();
+                    self.set_deadline(slot, old, None);
                     self.handle(now, Input::ClientAsked { client, bytes });
                 }
                 Err(reply) => {
@@ -130,6 +134,10 @@ impl Driver {
         };
         c.reply = Secret::new(reply.encode());
         c.stage = Stage::Writing;
+        let old = c.deadline.take();
+        let new = self.now.boot + CONTROL_TIMEOUT;
+        c.deadline = Some(new);
+        self.set_deadline(slot, old, Some(new));
         self.flush_control(slot);
     }
 

@@ -95,7 +95,8 @@ const TOUCH_EVERY: Duration = Duration::from_secs(6 * 3600);
 
 /// Binds the control socket (replacing a stale one, refusing if a live server answers),
 /// the redirect listeners, and makes the HTTPS certificate. Starts no thread.
-pub fn prepare(settings: Settings) -> Result<Prepared, StartError> {
+pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
+    fill_secrets(&mut settings.config)?;
     let control = bind_control(&settings.socket_path)?;
     let http = match &settings.config.http_listen {
         Some(addr) => Some(bind_tcp(addr, "http_listen")?),
@@ -116,6 +117,28 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartError> {
         https,
         tunables: tunables_from_env(),
     })
+}
+
+/// Runs each account's `client_secret_cmd` (before daemonising, so a passphrase prompt
+/// still has the terminal) and fills in its secret; a failure names the account.
+fn fill_secrets(config: &mut Config) -> Result<(), StartError> {
+    for account in &mut config.accounts {
+        let Some(command) = &account.client_secret_cmd else {
+            continue;
+        };
+        let env = [("PIZAUTH_ACCOUNT".to_owned(), account.name.clone())];
+        let failed = |why: String| {
+            StartError::Other(format!(
+                "account \"{}\": client_secret_cmd {why}",
+                account.name
+            ))
+        };
+        let (status, stdout) = os::run_captured(command, &env, pizauth_fsm::server::SECRET_TIMEOUT)
+            .map_err(|e| failed(format!("could not be run: {e}")))?;
+        account.client_secret =
+            Some(pizauth_fsm::server::secret_from(status, stdout).map_err(failed)?);
+    }
+    Ok(())
 }
 
 /// Test builds may shorten the core's delays through `PIZAUTH_TEST_TUNABLES`
@@ -424,12 +447,14 @@ impl Driver {
                 child,
                 command,
                 env,
+                capture,
             } => {
-                if let Err(e) = self.children.spawn(child, &command, &env) {
+                if let Err(e) = self.children.spawn(child, &command, &env, capture) {
                     self.log(Level::Error, &format!("cannot run a command: {e}"));
                     self.push_input(Input::ChildExited {
                         child,
                         status: ExitStatus::FailedToStart,
+                        stdout: None,
                     });
                 }
             }
@@ -456,8 +481,15 @@ impl Driver {
                 for signal in self.signals.read() {
                     match signal {
                         Signal::Child => {
-                            for (child, status) in self.children.reap() {
-                                self.handle(now, Input::ChildExited { child, status });
+                            for (child, status, stdout) in self.children.reap() {
+                                self.handle(
+                                    now,
+                                    Input::ChildExited {
+                                        child,
+                                        status,
+                                        stdout,
+                                    },
+                                );
                             }
                         }
                         Signal::Terminate | Signal::Interrupt => {

@@ -30,7 +30,7 @@ use std::path::Path;
 
 use pizauth_fsm::{Instant, Now, WallTime};
 
-pub use process::{Children, spawn};
+pub use process::{Children, Reaped, run_captured, spawn, spawn_capturing};
 pub use signals::{Signal, Signals};
 pub use timer::BootTimer;
 

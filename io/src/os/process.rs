@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Read};
 use std::mem;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 
-use pizauth_fsm::event::{ChildId, ExitStatus};
+use pizauth_fsm::Secret;
+use pizauth_fsm::event::{ChildId, ExitStatus, MAX_CAPTURE_BYTES};
 
 /// The shell used when `$SHELL` is unset or empty.
 const DEFAULT_SHELL: &str = "/bin/sh";
@@ -22,21 +24,103 @@ const DEFAULT_SHELL: &str = "/bin/sh";
 /// no other file descriptor as long as every descriptor the driver opens is close-on-exec
 /// (std's and mio's are).
 pub fn spawn(command: &str, env: &[(String, String)]) -> io::Result<Child> {
-    let shell = std::env::var_os("SHELL")
+    spawn_with(&shell(), command, env, false)
+}
+
+/// [`spawn`], but with stdout on a non-blocking pipe whose contents
+/// [`Children::reap`] (or [`run_captured`]) collects when the child ends.
+pub fn spawn_capturing(command: &str, env: &[(String, String)]) -> io::Result<Child> {
+    let child = spawn_with(&shell(), command, env, true)?;
+    if let Some(out) = &child.stdout {
+        set_nonblocking(out.as_raw_fd())?;
+    }
+    Ok(child)
+}
+
+/// `$SHELL`, or `/bin/sh` if unset or empty.
+fn shell() -> OsString {
+    std::env::var_os("SHELL")
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| OsString::from(DEFAULT_SHELL));
-    spawn_with(&shell, command, env)
+        .unwrap_or_else(|| OsString::from(DEFAULT_SHELL))
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own (the child's stdout pipe), plain integers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whatever a captured child left in its stdout pipe, up to
+/// [`MAX_CAPTURE_BYTES`](pizauth_fsm::event::MAX_CAPTURE_BYTES); never blocks.
+fn collect(child: &mut Child) -> Option<Secret<Vec<u8>>> {
+    let out = child.stdout.as_mut()?;
+    let mut bytes = Secret::new(Vec::new());
+    let mut buf = [0u8; 4096];
+    while bytes.expose().len() < MAX_CAPTURE_BYTES {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = MAX_CAPTURE_BYTES - bytes.expose().len();
+                bytes.expose_mut().extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => (),
+            Err(_) => break,
+        }
+    }
+    buf.fill(0);
+    Some(bytes)
+}
+
+/// Runs `command` as [`spawn_capturing`] does and waits for it, at most `timeout`
+/// (then kills it): for start-up, before the event loop exists. Returns how it ended
+/// and what it printed.
+pub fn run_captured(
+    command: &str,
+    env: &[(String, String)],
+    timeout: std::time::Duration,
+) -> io::Result<(ExitStatus, Option<Secret<Vec<u8>>>)> {
+    let mut child = spawn_capturing(command, env)?;
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let out = collect(&mut child);
+            return Ok((exit_status(status), out));
+        }
+        if start.elapsed() >= timeout {
+            if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: plain integers; the child is not reaped, so its pid (and
+                // process group id) cannot have been reused.
+                unsafe { libc::killpg(pgid, libc::SIGKILL) };
+            }
+            let status = child.wait()?;
+            return Ok((exit_status(status), None));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// [`spawn`] with an explicit shell.
-fn spawn_with(shell: &OsString, command: &str, env: &[(String, String)]) -> io::Result<Child> {
+fn spawn_with(
+    shell: &OsString,
+    command: &str,
+    env: &[(String, String)],
+    capture: bool,
+) -> io::Result<Child> {
     let mut cmd = Command::new(shell);
     cmd.arg("-c")
         .arg(command)
         .env_remove("NOTIFY_SOCKET")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::inherit())
         .process_group(0);
     // SAFETY: the closure runs in the child between fork and exec, where only
@@ -58,6 +142,9 @@ fn spawn_with(shell: &OsString, command: &str, env: &[(String, String)]) -> io::
     }
     cmd.spawn()
 }
+
+/// A child that ended: its id, how, and its captured stdout (if captured).
+pub type Reaped = (ChildId, ExitStatus, Option<Secret<Vec<u8>>>);
 
 /// The running children, by the core's [`ChildId`].
 ///
@@ -84,6 +171,7 @@ impl Children {
         id: ChildId,
         command: &str,
         env: &[(String, String)],
+        capture: bool,
     ) -> io::Result<()> {
         if self.live.contains_key(&id) {
             return Err(io::Error::new(
@@ -91,7 +179,11 @@ impl Children {
                 format!("child {} is already running", id.0),
             ));
         }
-        let child = spawn(command, env)?;
+        let child = if capture {
+            spawn_capturing(command, env)?
+        } else {
+            spawn(command, env)?
+        };
         self.live.insert(id, child);
         Ok(())
     }
@@ -117,19 +209,20 @@ impl Children {
         Ok(())
     }
 
-    /// Every tracked child that has ended since the last call, with how it ended; they
-    /// are forgotten. Call it on every [`Signal::Child`](super::Signal::Child).
-    pub fn reap(&mut self) -> Vec<(ChildId, ExitStatus)> {
+    /// Every tracked child that has ended since the last call, with how it ended and,
+    /// if it was spawned capturing, what it printed; they are forgotten. Call it on every
+    /// [`Signal::Child`](super::Signal::Child).
+    pub fn reap(&mut self) -> Vec<Reaped> {
         let mut ended = Vec::new();
         self.live.retain(|&id, child| match child.try_wait() {
             Ok(None) => true,
             Ok(Some(status)) => {
-                ended.push((id, exit_status(status)));
+                ended.push((id, exit_status(status), collect(child)));
                 false
             }
             // Only possible if someone else reaped it; its status is lost.
             Err(_) => {
-                ended.push((id, ExitStatus::Code(-1)));
+                ended.push((id, ExitStatus::Code(-1), None));
                 false
             }
         });

@@ -129,7 +129,7 @@ fn a_raised_sighup_is_read_from_the_signalfd() {
 fn wait_for(children: &mut Children, id: ChildId) -> ExitStatus {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        if let Some((_, status)) = children.reap().into_iter().find(|(i, _)| *i == id) {
+        if let Some((_, status, _)) = children.reap().into_iter().find(|(i, _, _)| *i == id) {
             return status;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -161,9 +161,11 @@ fn children_see_their_environment_and_report_exit_codes() {
     assert!(children.is_empty());
 
     // Through $SHELL, whatever it is, a plain command works too.
-    children.spawn(ChildId(3), "exit 0", &[]).expect("spawn");
+    children
+        .spawn(ChildId(3), "exit 0", &[], false)
+        .expect("spawn");
     assert!(
-        children.spawn(ChildId(3), "exit 0", &[]).is_err(),
+        children.spawn(ChildId(3), "exit 0", &[], false).is_err(),
         "ids are unique"
     );
     assert_eq!(wait_for(&mut children, ChildId(3)), ExitStatus::Code(0));

@@ -58,6 +58,7 @@ fn show_u_omits_the_url_and_a_second_show_reuses_the_request() {
     let (reply, _) = sim.ask(Request::Show {
         account: "work".into(),
         with_url: false,
+        wait: None,
     });
     assert!(
         matches!(reply, Reply::Error { ref message } if message == "Access token unavailable until authorised"),
@@ -379,6 +380,7 @@ fn notify_command_is_killed_after_ten_seconds() {
     let out = sim.input(Input::ChildExited {
         child,
         status: ExitStatus::Signal(9),
+        stdout: None,
     });
     assert!(effects(out).is_empty());
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::{Listeners, Server, Tunables};
-use crate::config::{Account, Config, Timing};
+use crate::config::{Account, Config, Flow, Timing};
 use crate::event::{
     ChildId, ClientId, ConnId, Entropy, ExitStatus, HttpRequest, HttpResponse, Input, Level,
     Output, RedirectRequest, RequestId, Scheme, TransportError, TransportErrorKind,
@@ -15,10 +15,13 @@ use crate::protocol::{Reply, Request};
 use crate::secret::Secret;
 use crate::time::{Instant, Now, WallTime};
 
+mod device;
+mod endpoints;
 mod flows;
 mod props;
 mod refresh;
 mod server;
+mod waiting;
 
 /// A deterministic entropy source (xorshift64*), so runs replay bit for bit.
 pub struct TestRng(u64);
@@ -48,10 +51,15 @@ pub const T0_WALL: i64 = 1_800_000_000_000;
 pub fn account(name: &str) -> Account {
     Account {
         name: name.to_owned(),
-        auth_uri: Url::parse("https://auth.example/authorize").unwrap(),
-        token_uri: Url::parse("https://auth.example/token").unwrap(),
+        flow: Flow::Code,
+        issuer: None,
+        auth_uri: Some(Url::parse("https://auth.example/authorize").unwrap()),
+        token_uri: Some(Url::parse("https://auth.example/token").unwrap()),
+        device_auth_uri: None,
+        revoke_uri: None,
         client_id: format!("client-{name}"),
         client_secret: None,
+        client_secret_cmd: None,
         scopes: vec!["mail".into(), "offline_access".into()],
         auth_uri_fields: Vec::new(),
         redirect_uri: Url::parse("http://localhost/").unwrap(),
@@ -197,6 +205,7 @@ impl Sim {
         self.ask(Request::Show {
             account: name.into(),
             with_url: true,
+            wait: None,
         })
     }
 
@@ -272,6 +281,7 @@ impl Sim {
         self.input(Input::ChildExited {
             child,
             status: ExitStatus::Code(code),
+            stdout: None,
         })
     }
 
@@ -352,6 +362,7 @@ pub fn spawns(out: &[Output]) -> Vec<Spawned<'_>> {
                 child,
                 command,
                 env,
+                ..
             } => Some((*child, command.as_str(), env.as_slice())),
             _ => None,
         })

@@ -5,11 +5,12 @@ use proptest::prelude::*;
 
 use super::*;
 
-const NAMES: [&str; 3] = ["a", "b", "c"];
+const NAMES: [&str; 5] = ["a", "b", "c", "d", "i"];
 
 #[derive(Clone, Debug)]
 enum Op {
     Show(usize, bool),
+    ShowWait(usize, u8),
     Refresh(usize),
     Revoke(usize),
     Status,
@@ -27,12 +28,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..3usize, any::<bool>()).prop_map(|(a, u)| Op::Show(a, u)),
-        (0..3usize).prop_map(Op::Refresh),
-        (0..3usize).prop_map(Op::Revoke),
+        (0..5usize, any::<bool>()).prop_map(|(a, u)| Op::Show(a, u)),
+        (0..5usize, 0..60u8).prop_map(|(a, w)| Op::ShowWait(a, w)),
+        (0..5usize).prop_map(Op::Refresh),
+        (0..5usize).prop_map(Op::Revoke),
         Just(Op::Status),
         Just(Op::DumpRestore),
-        (0..3usize, any::<bool>()).prop_map(|(a, e)| Op::GoodRedirect(a, e)),
+        (0..5usize, any::<bool>()).prop_map(|(a, e)| Op::GoodRedirect(a, e)),
         "[ -~]{0,40}".prop_map(Op::BadRedirect),
         (
             0..4usize,
@@ -49,13 +51,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-const BODIES: [&str; 6] = [
+const BODIES: [&str; 9] = [
     r#"{"access_token":"TOKEN-A","token_type":"bearer","expires_in":120,"refresh_token":"REFRESH-A"}"#,
     r#"{"access_token":"TOKEN-B","token_type":"Bearer"}"#,
     r#"{"access_token":"TOKEN-C","token_type":"bearer","expires_in":0}"#,
     r#"{"error":"invalid_grant"}"#,
     "garbage",
     r#"{"access_token":"TOKEN-D","token_type":"bearer","expires_in":99999999999999}"#,
+    r#"{"device_code":"DEVICE-CODE","user_code":"U","verification_uri":"https://p.example/v","interval":1,"expires_in":30}"#,
+    r#"{"error":"authorization_pending"}"#,
+    r#"{"issuer":"https://p.example/","authorization_endpoint":"https://p.example/a","token_endpoint":"https://p.example/t","device_authorization_endpoint":"https://p.example/d","revocation_endpoint":"https://p.example/r"}"#,
 ];
 
 fn reload_text(v: u8) -> String {
@@ -80,6 +85,7 @@ struct World {
     sim: Sim,
     in_flight: Vec<RequestId>,
     children: Vec<ChildId>,
+    next_client: u64,
 }
 
 impl World {
@@ -98,6 +104,7 @@ impl World {
             ),
             in_flight: Vec::new(),
             children: Vec::new(),
+            next_client: 0,
         }
     }
 
@@ -118,12 +125,28 @@ impl World {
                 let (reply, out) = self.sim.ask(Request::Show {
                     account: NAMES[a].into(),
                     with_url,
+                    wait: None,
                 });
                 if let Reply::Token { token } = &reply {
                     self.assert_unexpired(NAMES[a], token.as_str());
                 }
                 out
             }
+            Op::ShowWait(a, w) => self.sim.input(Input::ClientAsked {
+                // Client ids are unique, as the driver makes them.
+                client: {
+                    self.next_client += 1;
+                    ClientId(1_000_000 + self.next_client)
+                },
+                bytes: Secret::new(
+                    Request::Show {
+                        account: NAMES[a].into(),
+                        with_url: true,
+                        wait: Some(u32::from(w)),
+                    }
+                    .encode(),
+                ),
+            }),
             Op::Refresh(a) => {
                 self.sim
                     .ask(Request::Refresh {
@@ -192,7 +215,11 @@ impl World {
                     } else {
                         ExitStatus::Code(code)
                     };
-                    self.sim.input(Input::ChildExited { child: c, status })
+                    self.sim.input(Input::ChildExited {
+                        child: c,
+                        status,
+                        stdout: None,
+                    })
                 }
             }
             Op::Advance(ms) => self.sim.advance(Duration::from_millis(ms * 37)),
@@ -251,7 +278,7 @@ proptest! {
             w.step(op);
         }
         for line in w.sim.transcript.iter().filter(|l| !l.starts_with("Reply")) {
-            for secret in ["TOKEN-", "REFRESH-", "CLIENT-SECRET", "CODE"] {
+            for secret in ["TOKEN-", "REFRESH-", "CLIENT-SECRET", "CODE", "DEVICE-CODE"] {
                 prop_assert!(!line.contains(secret), "{} in {}", secret, line);
             }
         }

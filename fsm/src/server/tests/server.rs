@@ -46,7 +46,16 @@ fn status_reports_every_state_sorted_by_name() {
     assert_eq!(
         st[1].1,
         TokenStatus::Pending {
-            last_notification: WallTime::from_unix_millis(T0_WALL + 60_000)
+            last_notification: WallTime::from_unix_millis(T0_WALL + 60_000),
+            url: Some(
+                sim.show_text("b")
+                    .unwrap_err()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            ),
+            user_code: None,
         }
     );
     assert_eq!(st[2].1, TokenStatus::NoToken { last_error: None });
@@ -152,6 +161,7 @@ fn token_events_run_one_at_a_time_in_order() {
     let out = sim.input(Input::ChildExited {
         child: next,
         status: ExitStatus::Signal(9),
+        stdout: None,
     });
     let sp = spawns(&out);
     assert_eq!(

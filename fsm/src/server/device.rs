@@ -1,0 +1,288 @@
+//! The device authorisation grant (RFC 8628), for headless machines and for
+//! organisations that forbid localhost redirects: ask for a device code and a user code,
+//! tell the user where to enter it, and poll the token endpoint until they have.
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::event::{HttpRequest, HttpResponse, Level, Method, Output, TransportError};
+use crate::oauth::{self, TokenError};
+use crate::time::Now;
+
+use super::account::{Active, Device, InFlight, Next, Polling, State, Step, Tokens};
+use super::children::TokenEvent;
+use super::discovery::{Resolved, Which};
+use super::{AccountId, Server};
+
+/// RFC 8628 3.5: on `slow_down`, the interval grows by 5 seconds.
+const SLOW_DOWN: Duration = Duration::from_secs(5);
+
+impl Server {
+    /// Asks the device authorisation endpoint `url` for codes.
+    pub(super) fn start_device(&mut self, now: Now, id: AccountId, url: Url) {
+        let request = self.fresh_request();
+        let Some(slot) = self.accounts.get(&id) else {
+            return;
+        };
+        let timeout = self.tunables.http_timeout;
+        let http = HttpRequest {
+            method: Method::Post,
+            url,
+            body: oauth::device_request_body(&slot.config),
+            timeout,
+        };
+        self.update(id, |_, _| {
+            State::Device(Device::Requesting(InFlight {
+                request,
+                sent: now.boot,
+                deadline: now.boot + timeout,
+            }))
+        });
+        self.log(
+            Level::Info,
+            format!("{}: requesting a device code", self.name_of(id)),
+        );
+        self.outputs.push_back(Output::SendHttp { request, http });
+    }
+
+    /// The outcome of a device-flow request: codes, or a poll's answer.
+    pub(super) fn device_finished(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        flight: InFlight,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let requesting = matches!(
+            self.accounts.get(&id).map(|s| &s.state),
+            Some(State::Device(Device::Requesting(_)))
+        );
+        if requesting {
+            self.codes_received(now, id, result);
+        } else {
+            self.poll_finished(now, id, flight, result);
+        }
+    }
+
+    fn codes_received(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let parsed = match result {
+            Ok(r) => oauth::parse_device_response(&r).map_err(|e| {
+                e.to_string()
+                    .replace("token endpoint", "device authorisation endpoint")
+            }),
+            Err(e) => Err(e.message),
+        };
+        let codes = match parsed {
+            Ok(c) => c,
+            Err(why) => {
+                return self.fail(now, id, format!("requesting a device code failed: {why}"));
+            }
+        };
+        let polling = Polling {
+            device_code: codes.device_code,
+            user_code: codes.user_code,
+            verification_uri: codes.verification_uri,
+            verification_uri_complete: codes.verification_uri_complete,
+            expires: now.boot + codes.expires_in,
+            interval: codes.interval,
+            step: Step::RetryAt(now.boot + codes.interval),
+            notified: now.boot,
+            next_notify: self.next_notify(now),
+        };
+        let env = device_env(&polling);
+        self.log(
+            Level::Info,
+            format!(
+                "{}: visit {} and enter code {}",
+                self.name_of(id),
+                polling.verification_uri,
+                polling.user_code
+            ),
+        );
+        self.update(id, |_, _| State::Device(Device::Polling(polling)));
+        self.auth_notify_with(id, env);
+    }
+
+    /// A device-flow account's deadline: the codes expired, a notification is due, a
+    /// poll is due, or a poll timed out.
+    pub(super) fn device_due(&mut self, now: Now, id: AccountId) {
+        let (expires, notify, step) = match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Device(Device::Polling(p))) => (p.expires, p.next_notify, p.step),
+            Some(State::Device(Device::Requesting(f))) => {
+                let f = *f;
+                self.requests.remove(&f.request);
+                self.outputs
+                    .push_back(Output::CancelHttp { request: f.request });
+                let timeout = format!(
+                    "no answer within {} s",
+                    self.tunables.http_timeout.as_secs()
+                );
+                return self.fail(
+                    now,
+                    id,
+                    format!("requesting a device code failed: {timeout}"),
+                );
+            }
+            _ => return,
+        };
+        if expires <= now.boot {
+            return self.fail(
+                now,
+                id,
+                "the device code expired before it was entered: run pizauth show for a new one"
+                    .into(),
+            );
+        }
+        if notify.is_some_and(|t| t <= now.boot) {
+            let next = self.next_notify(now);
+            let mut env = None;
+            self.update(id, |_, state| match state {
+                State::Device(Device::Polling(mut p)) => {
+                    p.notified = now.boot;
+                    p.next_notify = next;
+                    env = Some(device_env(&p));
+                    State::Device(Device::Polling(p))
+                }
+                other => other,
+            });
+            if let Some(env) = env {
+                self.auth_notify_with(id, env);
+            }
+        }
+        match step {
+            Step::RetryAt(t) if t <= now.boot => self.poll(now, id),
+            Step::InFlight(f) if f.deadline <= now.boot => {
+                self.requests.remove(&f.request);
+                self.outputs
+                    .push_back(Output::CancelHttp { request: f.request });
+                self.poll_again(now, id, Duration::ZERO);
+            }
+            _ => (),
+        }
+    }
+
+    /// Polls the token endpoint (RFC 8628 3.4).
+    fn poll(&mut self, now: Now, id: AccountId) {
+        let url = match self.resolve(now, id, Which::Token) {
+            Resolved::Url(u) => u,
+            Resolved::Discovering(_) => return self.poll_again(now, id, Duration::ZERO),
+            Resolved::Missing(why) => return self.fail(now, id, why),
+        };
+        let request = self.fresh_request();
+        let timeout = self.tunables.http_timeout;
+        let mut http = None;
+        self.update(id, |s, state| match state {
+            State::Device(Device::Polling(mut p)) => {
+                if let Some(slot) = s.accounts.get(&id) {
+                    http = Some(HttpRequest {
+                        method: Method::Post,
+                        url,
+                        body: oauth::device_poll_body(&slot.config, &p.device_code),
+                        timeout,
+                    });
+                }
+                p.step = Step::InFlight(InFlight {
+                    request,
+                    sent: now.boot,
+                    deadline: now.boot + timeout,
+                });
+                State::Device(Device::Polling(p))
+            }
+            other => other,
+        });
+        if let Some(http) = http {
+            self.outputs.push_back(Output::SendHttp { request, http });
+        }
+    }
+
+    /// Schedules the next poll `interval + extra` from now (`extra` grows the interval).
+    fn poll_again(&mut self, now: Now, id: AccountId, extra: Duration) {
+        self.update(id, |_, state| match state {
+            State::Device(Device::Polling(mut p)) => {
+                p.interval += extra;
+                p.step = Step::RetryAt(now.boot + p.interval);
+                State::Device(Device::Polling(p))
+            }
+            other => other,
+        });
+    }
+
+    fn poll_finished(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        flight: InFlight,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.log(
+                    Level::Debug,
+                    format!(
+                        "{}: polling failed ({}); polling on",
+                        self.name_of(id),
+                        e.message
+                    ),
+                );
+                return self.poll_again(now, id, Duration::ZERO);
+            }
+        };
+        match oauth::parse_token_response(&response) {
+            Ok(t) => {
+                let lifetime = self.lifetime(id, t.expires_in);
+                let tokens = Tokens {
+                    access: t.access_token,
+                    refresh: t.refresh_token,
+                    obtained: flight.sent,
+                    expires: flight.sent + lifetime,
+                };
+                self.update(id, |_, _| {
+                    State::Active(Active {
+                        tokens,
+                        failures: 0,
+                        last_attempt: None,
+                        next: Next::RefreshAt(now.boot),
+                    })
+                });
+                self.schedule(now, id);
+                self.token_event(id, TokenEvent::New);
+            }
+            Err(TokenError::Rejected { error: Some(e), .. }) if e == "authorization_pending" => {
+                self.poll_again(now, id, Duration::ZERO)
+            }
+            Err(TokenError::Rejected { error: Some(e), .. }) if e == "slow_down" => {
+                self.poll_again(now, id, SLOW_DOWN)
+            }
+            Err(TokenError::Rejected { error: Some(e), .. }) if e == "access_denied" => {
+                self.fail(now, id, "authorisation was denied".into())
+            }
+            Err(TokenError::Rejected { error: Some(e), .. }) if e == "expired_token" => self.fail(
+                now,
+                id,
+                "the device code expired before it was entered: run pizauth show for a new one"
+                    .into(),
+            ),
+            Err(TokenError::Transient { .. }) => self.poll_again(now, id, Duration::ZERO),
+            Err(e) => self.fail(now, id, format!("device authorisation failed: {e}")),
+        }
+    }
+}
+
+/// The environment of `auth_notify_cmd` for a device-flow request.
+fn device_env(p: &Polling) -> Vec<(String, String)> {
+    vec![
+        ("PIZAUTH_URL".to_owned(), p.url().to_owned()),
+        ("PIZAUTH_USER_CODE".to_owned(), p.user_code.clone()),
+        (
+            "PIZAUTH_VERIFICATION_URI".to_owned(),
+            p.verification_uri.clone(),
+        ),
+    ]
+}

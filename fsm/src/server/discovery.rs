@@ -1,0 +1,353 @@
+//! Endpoints: the ones written in the config win; the rest come from the issuer's
+//! metadata (RFC 8414, else OpenID Connect discovery), fetched when first needed, kept in
+//! memory, and fetched again the next time they are needed after a failure.
+
+use url::Url;
+
+use crate::config::Flow;
+use crate::event::{
+    ClientId, Entropy, HttpRequest, HttpResponse, Level, Method, Output, RequestId, TransportError,
+};
+use crate::oauth::{self, Metadata};
+use crate::secret::Secret;
+use crate::time::Now;
+
+use super::account::{Next, State};
+use super::timers::TimerKey;
+use super::{AccountId, Server};
+
+/// Which endpoint an account needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Which {
+    /// `auth_uri` / `authorization_endpoint`.
+    Auth,
+    /// `token_uri` / `token_endpoint`.
+    Token,
+    /// `device_auth_uri` / `device_authorization_endpoint`.
+    Device,
+    /// `revoke_uri` / `revocation_endpoint`.
+    Revoke,
+}
+
+impl Which {
+    fn option(self) -> &'static str {
+        match self {
+            Which::Auth => "auth_uri",
+            Which::Token => "token_uri",
+            Which::Device => "device_auth_uri",
+            Which::Revoke => "revoke_uri",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Which::Auth => "authorization_endpoint",
+            Which::Token => "token_endpoint",
+            Which::Device => "device_authorization_endpoint",
+            Which::Revoke => "revocation_endpoint",
+        }
+    }
+
+    fn from(self, m: &Metadata) -> Option<Url> {
+        match self {
+            Which::Auth => m.authorization_endpoint.clone(),
+            Which::Token => m.token_endpoint.clone(),
+            Which::Device => m.device_authorization_endpoint.clone(),
+            Which::Revoke => m.revocation_endpoint.clone(),
+        }
+    }
+}
+
+/// An endpoint, or why there is none yet.
+#[derive(Debug)]
+pub(crate) enum Resolved {
+    /// Here it is.
+    Url(Url),
+    /// The issuer's metadata is being fetched; wait with [`Server::await_issuer`].
+    Discovering(String),
+    /// There is none, for this reason.
+    Missing(String),
+}
+
+/// What an account waits for the metadata to do.
+#[derive(Debug)]
+pub(crate) enum Want {
+    /// Start obtaining a token (the user asked with `show` or `refresh`).
+    Authorise,
+    /// Refresh the token.
+    Refresh,
+    /// Revoke a token at the provider.
+    Revoke(RevokeJob),
+}
+
+/// A revocation to send once the endpoint is known; the account has already forgotten
+/// the token locally.
+#[derive(Debug)]
+pub(crate) struct RevokeJob {
+    /// The client waiting for the outcome.
+    pub client: ClientId,
+    /// The account's name, for messages.
+    pub name: String,
+    /// The token to revoke.
+    pub token: Secret,
+    /// `refresh_token` or `access_token`.
+    pub hint: &'static str,
+    /// The account's client id.
+    pub client_id: String,
+    /// The account's client secret, if any.
+    pub client_secret: Option<Secret>,
+}
+
+/// What is known of one issuer.
+#[derive(Debug)]
+pub(crate) enum IssuerState {
+    /// Its metadata is being fetched; these accounts wait for it.
+    Fetching(Vec<(AccountId, Want)>),
+    /// Its metadata.
+    Known(Box<Metadata>),
+    /// Fetching failed; tried again when next needed.
+    Failed,
+}
+
+/// A request that belongs to no account state.
+#[derive(Debug)]
+pub(crate) enum Side {
+    /// Fetching an issuer's metadata; `stage` 0 is RFC 8414, 1 is OpenID Connect.
+    Discovery {
+        /// The issuer, as configured.
+        issuer: Url,
+        /// Which well-known URL.
+        stage: usize,
+    },
+    /// Revoking a token.
+    Revocation(RevokeJob),
+}
+
+impl Server {
+    /// The endpoint `which` of account `id`: from the config, else from its issuer's
+    /// metadata (starting to fetch it if need be).
+    pub(super) fn resolve(&mut self, now: Now, id: AccountId, which: Which) -> Resolved {
+        let Some(slot) = self.accounts.get(&id) else {
+            return Resolved::Missing("the account no longer exists".into());
+        };
+        let c = &slot.config;
+        let explicit = match which {
+            Which::Auth => &c.auth_uri,
+            Which::Token => &c.token_uri,
+            Which::Device => &c.device_auth_uri,
+            Which::Revoke => &c.revoke_uri,
+        };
+        if let Some(u) = explicit {
+            return Resolved::Url(u.clone());
+        }
+        let Some(issuer) = c.issuer.clone() else {
+            return Resolved::Missing(format!("no {} is configured", which.option()));
+        };
+        match self.issuers.get(issuer.as_str()) {
+            Some(IssuerState::Known(m)) => match which.from(m) {
+                Some(u) => Resolved::Url(u),
+                None => Resolved::Missing(format!(
+                    "the metadata of {issuer} has no {} (give {} in the config)",
+                    which.field(),
+                    which.option()
+                )),
+            },
+            Some(IssuerState::Fetching(_)) => Resolved::Discovering(issuer.to_string()),
+            None | Some(IssuerState::Failed) => {
+                self.issuers
+                    .insert(issuer.to_string(), IssuerState::Fetching(Vec::new()));
+                self.fetch_metadata(now, issuer.clone(), 0);
+                Resolved::Discovering(issuer.to_string())
+            }
+        }
+    }
+
+    /// Asks to do `want` for account `id` once `issuer`'s metadata is known.
+    pub(super) fn await_issuer(&mut self, issuer: &str, id: AccountId, want: Want) {
+        if let Some(IssuerState::Fetching(waiters)) = self.issuers.get_mut(issuer) {
+            let duplicate = waiters.iter().any(|(w, x)| {
+                *w == id
+                    && matches!(
+                        (x, &want),
+                        (Want::Authorise, Want::Authorise) | (Want::Refresh, Want::Refresh)
+                    )
+            });
+            if !duplicate {
+                waiters.push((id, want));
+            }
+        }
+    }
+
+    /// Whether `id`'s issuer is being fetched (for `show` messages).
+    pub(super) fn discovering(&self, id: AccountId) -> Option<String> {
+        let issuer = self.accounts.get(&id)?.config.issuer.as_ref()?;
+        match self.issuers.get(issuer.as_str()) {
+            Some(IssuerState::Fetching(_)) => Some(issuer.to_string()),
+            _ => None,
+        }
+    }
+
+    fn fetch_metadata(&mut self, now: Now, issuer: Url, stage: usize) {
+        let url = oauth::discovery_urls(&issuer)[stage.min(1)].clone();
+        let request = self.fresh_request();
+        let timeout = self.tunables.http_timeout;
+        self.log(
+            Level::Debug,
+            format!("fetching the metadata of {issuer} from {url}"),
+        );
+        self.side.insert(request, Side::Discovery { issuer, stage });
+        self.timers
+            .set(TimerKey::Request(request), Some(now.boot + timeout));
+        self.outputs.push_back(Output::SendHttp {
+            request,
+            http: HttpRequest {
+                method: Method::Get,
+                url,
+                body: Secret::new(Vec::new()),
+                timeout,
+            },
+        });
+    }
+
+    /// Sends a request that belongs to no account, with its own deadline.
+    pub(super) fn send_side(&mut self, now: Now, side: Side, http: HttpRequest) {
+        let request = self.fresh_request();
+        self.side.insert(request, side);
+        self.timers
+            .set(TimerKey::Request(request), Some(now.boot + http.timeout));
+        self.outputs.push_back(Output::SendHttp { request, http });
+    }
+
+    /// The outcome of a side request.
+    pub(super) fn side_finished(
+        &mut self,
+        now: Now,
+        request: RequestId,
+        result: Result<HttpResponse, TransportError>,
+        entropy: &mut dyn Entropy,
+    ) {
+        let Some(side) = self.side.remove(&request) else {
+            return;
+        };
+        self.timers.set(TimerKey::Request(request), None);
+        match side {
+            Side::Revocation(job) => self.revocation_finished(job, result),
+            Side::Discovery { issuer, stage } => {
+                let outcome = match &result {
+                    Ok(r) => oauth::parse_metadata(r, &issuer),
+                    Err(e) => Err(e.message.clone()),
+                };
+                match outcome {
+                    Ok(metadata) => self.discovered(now, issuer, metadata, entropy),
+                    // Not an RFC 8414 server (or not there): try OpenID Connect discovery.
+                    Err(_) if stage == 0 && result.is_ok() => self.fetch_metadata(now, issuer, 1),
+                    Err(why) => self.discovery_failed(now, issuer, why),
+                }
+            }
+        }
+    }
+
+    /// A side request got no answer in time.
+    pub(super) fn side_timed_out(
+        &mut self,
+        now: Now,
+        request: RequestId,
+        entropy: &mut dyn Entropy,
+    ) {
+        if !self.side.contains_key(&request) {
+            return;
+        }
+        self.outputs.push_back(Output::CancelHttp { request });
+        let error = TransportError {
+            kind: crate::event::TransportErrorKind::Io,
+            message: format!(
+                "no answer within {} s",
+                self.tunables.http_timeout.as_secs()
+            ),
+        };
+        self.side_finished(now, request, Err(error), entropy);
+    }
+
+    fn discovered(&mut self, now: Now, issuer: Url, metadata: Metadata, entropy: &mut dyn Entropy) {
+        self.log(Level::Info, format!("learnt the endpoints of {issuer}"));
+        let waiters = match self
+            .issuers
+            .insert(issuer.to_string(), IssuerState::Known(Box::new(metadata)))
+        {
+            Some(IssuerState::Fetching(w)) => w,
+            _ => Vec::new(),
+        };
+        for (id, want) in waiters {
+            match want {
+                Want::Authorise => {
+                    let idle = matches!(
+                        self.accounts.get(&id).map(|s| &s.state),
+                        Some(State::Unauthorised | State::Failed(_))
+                    );
+                    if idle && let Err(why) = self.begin(now, id, entropy) {
+                        self.fail(now, id, why);
+                    }
+                }
+                Want::Refresh => self.start_refresh(now, id),
+                Want::Revoke(job) => self.send_revocation(now, job),
+            }
+        }
+    }
+
+    fn discovery_failed(&mut self, now: Now, issuer: Url, why: String) {
+        let why = format!("cannot discover the endpoints of {issuer}: {why}");
+        self.log(Level::Warn, why.clone());
+        let waiters = match self.issuers.insert(issuer.to_string(), IssuerState::Failed) {
+            Some(IssuerState::Fetching(w)) => w,
+            _ => Vec::new(),
+        };
+        for (id, want) in waiters {
+            match want {
+                Want::Authorise => {
+                    if matches!(
+                        self.accounts.get(&id).map(|s| &s.state),
+                        Some(State::Unauthorised | State::Failed(_))
+                    ) {
+                        self.fail(now, id, why.clone());
+                    }
+                }
+                Want::Refresh => {
+                    // Keep the token; try again after refresh_retry.
+                    self.note_error(id, &why);
+                    self.retry_refresh_later(now, id);
+                }
+                Want::Revoke(job) => self.reply(
+                    job.client,
+                    crate::protocol::Reply::Notice {
+                        message: format!("{}: revoked locally; {why}", job.name),
+                    },
+                ),
+            }
+        }
+    }
+
+    /// An active account that could not start its refresh tries again after
+    /// `refresh_retry`.
+    pub(super) fn retry_refresh_later(&mut self, now: Now, id: AccountId) {
+        let Some(retry) = self
+            .accounts
+            .get(&id)
+            .map(|s| s.config.timing.refresh_retry)
+        else {
+            return;
+        };
+        let at = now.boot + retry.max(std::time::Duration::from_secs(1));
+        self.update(id, |_, state| match state {
+            State::Active(mut a) if !matches!(a.next, Next::Checking(_)) => {
+                a.next = Next::RefreshAt(at);
+                State::Active(a)
+            }
+            other => other,
+        });
+    }
+
+    /// The flow of account `id`.
+    pub(super) fn flow(&self, id: AccountId) -> Flow {
+        self.accounts.get(&id).map_or(Flow::Code, |s| s.config.flow)
+    }
+}

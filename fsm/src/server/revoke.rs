@@ -1,0 +1,116 @@
+//! `pizauth revoke`: forget the tokens locally, always; and, when the account has a
+//! revocation endpoint (configured or discovered), revoke the refresh token (else the
+//! access token) at the provider too, best effort (RFC 7009), reporting the outcome.
+
+use crate::event::{ClientId, HttpRequest, HttpResponse, Level, Method, TransportError};
+use crate::oauth;
+use crate::protocol::Reply;
+use crate::time::Now;
+
+use super::account::State;
+use super::children::TokenEvent;
+use super::discovery::{Resolved, RevokeJob, Side, Want, Which};
+use super::{AccountId, Server};
+
+impl Server {
+    /// Forgets account `id`'s tokens and any authorisation under way. Returns the reply,
+    /// or `None` when it waits for the provider's answer.
+    pub(super) fn revoke(&mut self, now: Now, client: ClientId, id: AccountId) -> Option<Reply> {
+        let (token, hint) = match self.accounts.get(&id).and_then(|s| s.state.tokens()) {
+            Some(t) => match &t.refresh {
+                Some(r) => (Some(r.clone()), "refresh_token"),
+                None => (Some(t.access.clone()), "access_token"),
+            },
+            None => (None, "access_token"),
+        };
+        self.update(id, |_, _| State::Unauthorised);
+        let name = self.name_of(id).to_owned();
+        self.log(Level::Info, format!("{name}: revoked"));
+        let Some(token) = token else {
+            return Some(Reply::Done);
+        };
+        self.token_event(id, TokenEvent::Revoked);
+        let slot = self.accounts.get(&id)?;
+        if slot.config.revoke_uri.is_none() && slot.config.issuer.is_none() {
+            // Nowhere to revoke it remotely: local only, as pizauth 1.x does.
+            return Some(Reply::Done);
+        }
+        let job = RevokeJob {
+            client,
+            name,
+            token,
+            hint,
+            client_id: slot.config.client_id.clone(),
+            client_secret: slot.config.client_secret.clone(),
+        };
+        match self.resolve(now, id, Which::Revoke) {
+            Resolved::Url(_) => self.send_revocation(now, job),
+            Resolved::Discovering(issuer) => self.await_issuer(&issuer, id, Want::Revoke(job)),
+            Resolved::Missing(why) => {
+                return Some(Reply::Notice {
+                    message: format!("{}: revoked locally only: {why}", job.name),
+                });
+            }
+        }
+        None
+    }
+
+    /// Sends the revocation request of `job` (its endpoint is known by now).
+    pub(super) fn send_revocation(&mut self, now: Now, job: RevokeJob) {
+        let Some(&id) = self.by_name.get(&job.name) else {
+            return self.reply(job.client, Reply::Done);
+        };
+        let url = match self.resolve(now, id, Which::Revoke) {
+            Resolved::Url(u) => u,
+            Resolved::Discovering(_) | Resolved::Missing(_) => {
+                let message = format!("{}: revoked locally only: no revocation endpoint", job.name);
+                return self.reply(job.client, Reply::Notice { message });
+            }
+        };
+        let http = HttpRequest {
+            method: Method::Post,
+            url,
+            body: oauth::revocation_body(
+                &job.client_id,
+                job.client_secret.as_ref(),
+                &job.token,
+                job.hint,
+            ),
+            timeout: self.tunables.http_timeout,
+        };
+        self.send_side(now, Side::Revocation(job), http);
+    }
+
+    /// The provider answered the revocation (or did not).
+    pub(super) fn revocation_finished(
+        &mut self,
+        job: RevokeJob,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let outcome = match result {
+            // RFC 7009 2.2: 200 whether or not the token was valid.
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(match oauth::parse_token_response(&r) {
+                Err(e) => e
+                    .to_string()
+                    .replace("token endpoint", "revocation endpoint"),
+                Ok(_) => format!("revocation endpoint answered HTTP {}", r.status),
+            }),
+            Err(e) => Err(e.message),
+        };
+        let message = match outcome {
+            Ok(()) => format!("{}: revoked locally and at the provider", job.name),
+            Err(why) => {
+                self.log(
+                    Level::Warn,
+                    format!("{}: revoking at the provider failed: {why}", job.name),
+                );
+                format!(
+                    "{}: revoked locally; revoking at the provider failed: {why}",
+                    job.name
+                )
+            }
+        };
+        self.reply(job.client, Reply::Notice { message });
+    }
+}

@@ -1,0 +1,228 @@
+//! Issuer discovery (RFC 8414, OpenID Connect) and remote revocation (RFC 7009).
+
+use super::*;
+use crate::event::Method;
+
+fn issuer_account(name: &str) -> Account {
+    let mut a = account(name);
+    a.issuer = Some(Url::parse("https://id.example/tenant").unwrap());
+    a.auth_uri = None;
+    a.token_uri = None;
+    a
+}
+
+const METADATA: &str = r#"{"issuer":"https://id.example/tenant","authorization_endpoint":"https://id.example/tenant/authorize","token_endpoint":"https://id.example/tenant/token","revocation_endpoint":"https://id.example/tenant/revoke"}"#;
+
+#[test]
+fn discovery_tries_rfc8414_then_openid_and_then_starts_the_flow() {
+    let mut c = config(vec![issuer_account("a"), issuer_account("b")]);
+    c.auth_notify_cmd = Some("notify".into());
+    let mut sim = Sim::new(c);
+    let (reply, out) = sim.show("a");
+    assert!(
+        matches!(&reply, Reply::Error { message } if message == "Access token unavailable: discovering the endpoints of https://id.example/tenant"),
+        "{reply:?}"
+    );
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    assert_eq!(
+        http.url.as_str(),
+        "https://id.example/.well-known/oauth-authorization-server/tenant"
+    );
+    // A second account of the same issuer waits for the same fetch.
+    let (_, out) = sim.show("b");
+    assert!(http_requests(&out).is_empty());
+    let out = sim.respond(id, 404, "not found");
+    let (id, http) = single_http(&out);
+    assert_eq!(
+        http.url.as_str(),
+        "https://id.example/tenant/.well-known/openid-configuration"
+    );
+    let out = sim.respond(id, 200, METADATA);
+    // Both flows start on their own, and their users are notified.
+    let urls: Vec<&str> = spawns(&out)
+        .iter()
+        .filter_map(|s| env_of(s.2, "PIZAUTH_URL"))
+        .collect();
+    assert_eq!(urls.len(), 2);
+    assert!(
+        urls.iter()
+            .all(|u| u.starts_with("https://id.example/tenant/authorize?")),
+        "{urls:?}"
+    );
+    // The exchange goes to the discovered token endpoint.
+    let out = sim.authorise("a", "AT", Some("RT"), 3600);
+    let _ = out;
+    let out = sim.advance(secs(3510));
+    let (_, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
+}
+
+#[test]
+fn configured_endpoints_win_over_discovered_ones() {
+    let mut a = issuer_account("a");
+    a.token_uri = Some(Url::parse("https://override.example/token").unwrap());
+    let mut sim = Sim::new(config(vec![a]));
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    sim.respond(id, 200, METADATA);
+    let out = sim.authorise("a", "AT", Some("RT"), 3600);
+    let _ = out;
+    let out = sim.advance(secs(3510));
+    assert_eq!(
+        single_http(&out).1.url.as_str(),
+        "https://override.example/token"
+    );
+}
+
+#[test]
+fn a_metadata_document_for_another_issuer_is_refused() {
+    let mut sim = Sim::new(config(vec![issuer_account("a")]));
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 200, r#"{"issuer":"https://evil.example","authorization_endpoint":"https://evil.example/a","token_endpoint":"https://evil.example/t"}"#);
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 200, r#"{"issuer":"https://evil.example","authorization_endpoint":"https://evil.example/a","token_endpoint":"https://evil.example/t"}"#);
+    assert!(http_requests(&out).is_empty());
+    assert!(
+        logs(&out, Level::Error)
+            .iter()
+            .any(|m| m.contains("names issuer 'https://evil.example'")),
+        "{out:?}"
+    );
+    // Tried again when next needed.
+    let (_, out) = sim.show("a");
+    assert_eq!(http_requests(&out).len(), 1);
+}
+
+#[test]
+fn discovery_transport_failures_and_timeouts_are_retried_when_next_needed() {
+    let mut sim = Sim::new(config(vec![issuer_account("a")]));
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    sim.fail_http(id, TransportErrorKind::Dns);
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    let out = sim.advance(secs(30));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::CancelHttp { request } if *request == id))
+    );
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 200, METADATA);
+    assert_eq!(spawns(&out).len(), 0);
+    assert!(
+        sim.show_text("a")
+            .unwrap_err()
+            .contains("with URL https://id.example/tenant/authorize?")
+    );
+}
+
+#[test]
+fn revoke_also_revokes_the_refresh_token_at_the_provider() {
+    let mut a = account("a");
+    a.revoke_uri = Some(Url::parse("https://auth.example/revoke").unwrap());
+    a.client_secret = Some(Secret::new("S".into()));
+    let mut sim = Sim::new(config(vec![a.clone()]));
+    sim.authorise("a", "AT", Some("RT"), 3600);
+    let client = ClientId(900);
+    let out = sim.input(Input::ClientAsked {
+        client,
+        bytes: Secret::new(
+            Request::Revoke {
+                account: "a".into(),
+            }
+            .encode(),
+        ),
+    });
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Reply { .. })),
+        "the reply waits for the provider"
+    );
+    let (id, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://auth.example/revoke");
+    assert_eq!(
+        form(http),
+        [
+            ("token".to_owned(), "RT".to_owned()),
+            ("token_type_hint".to_owned(), "refresh_token".to_owned()),
+            ("client_id".to_owned(), "client-a".to_owned()),
+            ("client_secret".to_owned(), "S".to_owned()),
+        ]
+    );
+    // Forgotten locally at once.
+    assert!(sim.show_text("a").unwrap_err().contains("with URL"));
+    let out = sim.respond(id, 200, "");
+    assert!(out.iter().any(|o| matches!(o, Output::Reply { client: c, reply: Reply::Notice { message } } if *c == client && message == "a: revoked locally and at the provider")), "{out:?}");
+
+    // A failure at the provider is reported, and the local forget stands.
+    let mut sim = Sim::new(config(vec![a]));
+    sim.authorise("a", "AT", Some("RT"), 3600);
+    let out = sim.input(Input::ClientAsked {
+        client,
+        bytes: Secret::new(
+            Request::Revoke {
+                account: "a".into(),
+            }
+            .encode(),
+        ),
+    });
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 400, r#"{"error":"unsupported_token_type"}"#);
+    assert!(out.iter().any(|o| matches!(o, Output::Reply { reply: Reply::Notice { message }, .. } if message == "a: revoked locally; revoking at the provider failed: revocation endpoint answered HTTP 400: unsupported_token_type")), "{out:?}");
+    // Timeouts too.
+    sim.authorise("a", "AT", Some("RT"), 3600);
+    let out = sim.input(Input::ClientAsked {
+        client,
+        bytes: Secret::new(
+            Request::Revoke {
+                account: "a".into(),
+            }
+            .encode(),
+        ),
+    });
+    assert_eq!(http_requests(&out).len(), 1);
+    let out = sim.advance(secs(30));
+    assert!(out.iter().any(|o| matches!(o, Output::Reply { reply: Reply::Notice { message }, .. } if message.contains("no answer within 30 s"))), "{out:?}");
+}
+
+#[test]
+fn revoke_discovers_the_revocation_endpoint_when_needed() {
+    let mut sim = Sim::new(config(vec![issuer_account("a")]));
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    sim.respond(id, 200, METADATA);
+    sim.authorise("a", "AT", None, 3600);
+    let (reply, out) = {
+        let out = sim.input(Input::ClientAsked {
+            client: ClientId(5),
+            bytes: Secret::new(
+                Request::Revoke {
+                    account: "a".into(),
+                }
+                .encode(),
+            ),
+        });
+        (out.iter().any(|o| matches!(o, Output::Reply { .. })), out)
+    };
+    assert!(!reply);
+    let (_, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/revoke");
+    assert_eq!(
+        form(http)[1].1,
+        "access_token",
+        "no refresh token: revoke the access token"
+    );
+}
+
+#[test]
+fn revoke_without_a_revocation_endpoint_is_local_as_before() {
+    let mut sim = Sim::new(config(vec![account("a")]));
+    sim.authorise("a", "AT", Some("RT"), 3600);
+    let (reply, out) = sim.ask(Request::Revoke {
+        account: "a".into(),
+    });
+    assert!(matches!(reply, Reply::Done));
+    assert!(http_requests(&out).is_empty());
+}
