@@ -23,8 +23,9 @@ use crate::paths::{Env, create_private_dir, socket_path};
 /// Runs the server until it is shut down. `config` is the `-c` path, `foreground` is
 /// `-d`, `verbosity` counts `-v`.
 pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(), Failure> {
-    // Before the config (which may hold client secrets) is even read.
-    disable_core_dumps();
+    // Before the config (which may hold client secrets) is even read. Best effort: a
+    // failure leaves the server as safe as pizauth 1.1.0 (the driver logs it).
+    let _ = pizauth_io::os::disable_core_dumps();
 
     let env = Env::from_process();
     let config_path = env.config_path(config).map_err(Failure::Error)?;
@@ -121,22 +122,6 @@ fn render_diagnostics(diagnostics: &Diagnostics) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Keeps tokens out of core files: no core dumps, and (on Linux) no ptrace or
-/// `/proc/PID/mem` access by other processes of the same user. Best effort: a failure
-/// leaves the server as safe as pizauth 1.1.0, so it does not stop the start.
-fn disable_core_dumps() {
-    let zero = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls with valid arguments; results are deliberately ignored.
-    unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &zero);
-        #[cfg(target_os = "linux")]
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
 }
 
 /// Detaches from the terminal: fork (the parent exits 0), start a new session, fork again
