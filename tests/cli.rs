@@ -266,19 +266,23 @@ fn status_lines_in_local_time() {
         accounts: vec![
             AccountStatus {
                 name: "b".into(),
+                flow: "code".into(),
                 state: TokenStatus::Active {
                     obtained: at(1_795_890_607),
                     expires: at(1_795_894_207),
                 },
+                last_error: None,
             },
             AccountStatus {
                 name: "a".into(),
+                flow: "code".into(),
                 state: TokenStatus::NoToken {
                     last_error: Some(LastError {
                         at: at(0),
                         message: "invalid_grant".into(),
                     }),
                 },
+                last_error: None,
             },
         ],
     });

@@ -98,9 +98,7 @@ impl Server {
                 Some(issuer) => self.await_issuer(&issuer, id, Want::Authorise),
                 None => begin = true,
             },
-            State::Refreshing(_) | State::Exchanging(_) | State::Pending(_) | State::Device(_) => {
-                ()
-            }
+            State::Refreshing(_) | State::Exchanging(_) | State::Pending(_) | State::Device(_) => {}
         }
         if begin && let Err(why) = self.begin(now, id, entropy) {
             return Some(Reply::error(format!("Access token unavailable: {why}")));

@@ -103,6 +103,9 @@ impl Driver {
         match c.stage {
             Stage::Reading => match read_request(c) {
                 Ok(false) => (),
+                // Connected and closed without a word: a liveness probe (a second
+                // `pizauth server` checking for this one). Nothing to answer.
+                Ok(true) if c.request.expose().is_empty() => self.close(slot),
                 Ok(true) => {
                     // The core answers every request (`show -w` waits on the core's own
                     // deadline), so the read deadline no longer applies.
