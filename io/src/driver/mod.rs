@@ -141,11 +141,17 @@ fn fill_secrets(config: &mut Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Test builds may shorten the core's delays through `PIZAUTH_TEST_TUNABLES`
-/// (`http_timeout_ms=...,exchange_retry_ms=...,notify_timeout_ms=...`), so fault-injection
-/// tests need not wait the real 30 s. Unknown keys are ignored.
+/// Debug builds (the ones `cargo test` runs) may shorten the core's delays through
+/// `PIZAUTH_TEST_TUNABLES` (`http_timeout_ms=...,exchange_retry_ms=...,
+/// notify_timeout_ms=...,check_timeout_ms=...`, and `check_every=N` transient failures
+/// before `transient_error_if_cmd` runs), so fault-injection tests need not wait
+/// the real 30 s. Release builds ignore it: users' environments cannot change timeouts.
+/// Unknown keys are ignored.
 fn tunables_from_env() -> Tunables {
     let mut t = Tunables::default();
+    if !cfg!(debug_assertions) {
+        return t;
+    }
     let Ok(spec) = std::env::var("PIZAUTH_TEST_TUNABLES") else {
         return t;
     };
@@ -153,11 +159,12 @@ fn tunables_from_env() -> Tunables {
         let Some((k, v)) = item.split_once('=') else {
             continue;
         };
-        let Ok(ms) = v.trim().parse::<u64>() else {
+        let Ok(n) = v.trim().parse::<u64>() else {
             continue;
         };
-        let d = Duration::from_millis(ms.max(1));
+        let d = Duration::from_millis(n.max(1));
         match k.trim() {
+            "check_every" => t.check_every = u32::try_from(n.max(1)).unwrap_or(u32::MAX),
             "http_timeout_ms" => t.http_timeout = d,
             "exchange_retry_ms" => t.exchange_retry_delay = d,
             "notify_timeout_ms" => t.notify_timeout = d,
