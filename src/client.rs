@@ -171,7 +171,20 @@ pub fn info(config: Option<&Path>, json: bool, executed_as: &str) -> Result<(), 
 /// Sends `request` to the server of this user's runtime directory.
 fn ask(request: Request) -> Result<Reply, Failure> {
     let runtime_dir = Env::from_process().runtime_dir().map_err(Failure::Error)?;
-    Ok(exchange(&socket_path(&runtime_dir), &request)?)
+    let timeout = timeout_for(&request);
+    Ok(exchange_within(&socket_path(&runtime_dir), &request, timeout)?)
+}
+
+/// How long to wait for the reply to `request`: [`TIMEOUT`], plus what the server may
+/// legitimately spend first (a reload runs `client_secret_cmd`s; a revoke may discover
+/// the revocation endpoint and then wait for it, each bounded by the HTTP timeout).
+fn timeout_for(request: &Request) -> Duration {
+    const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+    match request {
+        Request::Reload => TIMEOUT + pizauth_fsm::server::SECRET_TIMEOUT,
+        Request::Revoke { .. } => TIMEOUT + 2 * HTTP_TIMEOUT,
+        _ => TIMEOUT,
+    }
 }
 
 /// The failure for a reply that does not fit the request: the server's error message, or

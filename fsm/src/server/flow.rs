@@ -379,22 +379,17 @@ impl Server {
                     Some(State::Exchanging(x)) => x.attempt,
                     _ => return,
                 };
+                let what = self.exchange_what(id);
                 if attempt >= self.tunables.exchange_tries {
                     return self.fail(
                         now,
                         id,
-                        format!(
-                            "exchanging the authorisation code failed after {attempt} tries: {}",
-                            e.message
-                        ),
+                        format!("{what} failed after {attempt} tries: {}", e.message),
                     );
                 }
                 self.log(
                     Level::Warn,
-                    format!(
-                        "{name}: exchanging the authorisation code failed ({}); retrying",
-                        e.message
-                    ),
+                    format!("{name}: {what} failed ({}); retrying", e.message),
                 );
                 let at = now.boot + self.tunables.exchange_retry_delay;
                 return self.update(id, |_, state| match state {
@@ -427,16 +422,27 @@ impl Server {
                 self.schedule(now, id);
                 self.token_event(id, TokenEvent::New);
             }
-            Err(e) => self.fail(
-                now,
-                id,
-                format!("exchanging the authorisation code failed: {e}"),
-            ),
+            Err(e) => {
+                let what = self.exchange_what(id);
+                self.fail(now, id, format!("{what} failed: {e}"));
+            }
+        }
+    }
+
+    /// What an exchange is, for messages.
+    fn exchange_what(&self, id: AccountId) -> &'static str {
+        match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Exchanging(Exchanging {
+                grant: Grant::ClientCredentials,
+                ..
+            })) => "requesting a token with the client credentials",
+            _ => "exchanging the authorisation code",
         }
     }
 
     /// The account ends up with no token because of `why`; the user is told.
     pub(super) fn fail(&mut self, now: Now, id: AccountId, why: String) {
+        self.note_error(id, &why);
         self.update(id, |_, _| {
             State::Failed(Failed {
                 at: now.boot,

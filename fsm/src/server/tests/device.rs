@@ -220,3 +220,20 @@ fn client_credentials_obtain_and_renew_by_asking_again() {
     let (_, out) = sim.show("svc");
     assert_eq!(http_requests(&out).len(), 1);
 }
+
+#[test]
+fn client_credentials_failures_say_what_failed_and_reach_status() {
+    let mut sim = Sim::new(config(vec![cc_account("svc")]));
+    let (_, out) = sim.show("svc");
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 404, "no such endpoint");
+    assert!(
+        logs(&out, Level::Error).contains(&"svc: requesting a token with the client credentials failed: token endpoint answered HTTP 404"),
+        "{out:?}"
+    );
+    let Reply::Status { accounts } = sim.ask(Request::Status).0 else { panic!() };
+    assert_eq!(
+        accounts[0].last_error.as_ref().map(|e| e.message.as_str()),
+        Some("requesting a token with the client credentials failed: token endpoint answered HTTP 404")
+    );
+}
