@@ -112,22 +112,6 @@ fn commands() -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------
 // Manual pages.
 
-/// Options the parser knows that the manual page does not describe yet, because their
-/// documentation is being written. The check below fails once one of them is documented
-/// (or removed from the parser), so that this list only ever shrinks: remove the entry
-/// in the same change that adds its `.It Ic` entry to docs/pizauth.conf.5.
-const OPTIONS_AWAITING_DOCUMENTATION: &[&str] = &[
-    "auth_flow",
-    "client_secret_cmd",
-    "device_auth_uri",
-    "issuer",
-    "revoke_uri",
-];
-
-/// The same for flags of `pizauth --help`, as (command, flag); remove an entry when its
-/// command's SYNOPSIS line and `.It Cm` entry in docs/pizauth.1 show the flag.
-const FLAGS_AWAITING_DOCUMENTATION: &[(&str, &str)] = &[("show", "-w"), ("status", "-j")];
-
 #[test]
 fn manual_pages_pass_mandoc_lint() {
     // Both pages in one run, named as in docs/: mandoc then resolves their references to
@@ -179,20 +163,9 @@ fn the_configuration_page_documents_exactly_the_options_the_parser_knows() {
     ] {
         documented.extend(items(&section(&page, list, true), "Ic"));
     }
-    let mut known: BTreeSet<String> = pizauth_fsm::config::option_names()
+    let known: BTreeSet<String> = pizauth_fsm::config::option_names()
         .map(str::to_owned)
         .collect();
-    for name in OPTIONS_AWAITING_DOCUMENTATION {
-        assert!(
-            known.remove(*name),
-            "{name} is in OPTIONS_AWAITING_DOCUMENTATION but the parser does not know it: \
-             remove it from the list"
-        );
-        assert!(
-            !documented.contains(*name),
-            "{name} is documented now: remove it from OPTIONS_AWAITING_DOCUMENTATION"
-        );
-    }
     let missing: Vec<_> = known.difference(&documented).collect();
     assert!(
         missing.is_empty(),
@@ -208,16 +181,7 @@ fn the_configuration_page_documents_exactly_the_options_the_parser_knows() {
 #[test]
 fn the_command_page_documents_exactly_the_commands_and_flags_of_the_usage() {
     let page = read("docs/pizauth.1");
-    let mut usage = usage();
-    for (command, flag) in FLAGS_AWAITING_DOCUMENTATION {
-        let line = usage.iter_mut().find(|u| u.command == *command);
-        assert!(
-            line.is_some_and(|u| u.flags.remove(*flag)),
-            "`{command} {flag}` is in FLAGS_AWAITING_DOCUMENTATION but not in the usage: \
-             remove it from the list"
-        );
-    }
-    let usage: BTreeSet<UsageLine> = usage.into_iter().collect();
+    let usage: BTreeSet<UsageLine> = usage().into_iter().collect();
     let flags_in = |line: &str| -> BTreeSet<String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         words
@@ -242,8 +206,7 @@ fn the_command_page_documents_exactly_the_commands_and_flags_of_the_usage() {
         .collect();
     assert_eq!(
         entries, usage,
-        "the `.It Cm` entries under COMMANDS in docs/pizauth.1 differ from `pizauth --help` \
-         (less FLAGS_AWAITING_DOCUMENTATION: remove a flag from it once documented)"
+        "the `.It Cm` entries under COMMANDS in docs/pizauth.1 differ from `pizauth --help`"
     );
 
     // Each line of the SYNOPSIS: `.Nm`, `.Cm name`, then its flags, up to the next `.Nm`.
@@ -268,8 +231,7 @@ fn the_command_page_documents_exactly_the_commands_and_flags_of_the_usage() {
     let synopsis: BTreeSet<UsageLine> = lines.into_iter().collect();
     assert_eq!(
         synopsis, usage,
-        "the SYNOPSIS of docs/pizauth.1 differs from `pizauth --help` \
-         (less FLAGS_AWAITING_DOCUMENTATION: remove a flag from it once documented)"
+        "the SYNOPSIS of docs/pizauth.1 differs from `pizauth --help`"
     );
 }
 
