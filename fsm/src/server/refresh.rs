@@ -43,8 +43,22 @@ impl Server {
                     let due = match a.last_attempt.filter(|_| a.failures > 0) {
                         // At least a second apart, whatever the config says (0s is accepted).
                         Some(last) => last + timing.refresh_retry.max(Duration::from_secs(1)),
-                        None => (a.tokens.expires - timing.refresh_before_expiry)
-                            .min(a.tokens.obtained + timing.refresh_at_least),
+                        None => {
+                            let t = &a.tokens;
+                            let due = (t.expires - timing.refresh_before_expiry)
+                                .min(t.obtained + timing.refresh_at_least);
+                            // A token living no longer than refresh_before_expiry (or a
+                            // refresh_at_least of 0s) would be refreshed the moment it
+                            // arrives, and so would its successor: a busy loop against the
+                            // provider. Refresh it at half its life instead, and never
+                            // within a second of obtaining it.
+                            let due = if due > t.obtained {
+                                due
+                            } else {
+                                t.obtained + t.expires.saturating_since(t.obtained) / 2
+                            };
+                            due.max(t.obtained + Duration::from_secs(1))
+                        }
                     };
                     a.next = Next::RefreshAt(due.max(now.boot));
                 }

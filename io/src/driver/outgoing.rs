@@ -277,9 +277,21 @@ impl Driver {
             }
             Stage::Busy(_) => self.exchange(now, slot),
             Stage::Idle => {
-                // An idle connection that becomes readable was closed by the server (or
-                // it sent something unasked for): either way it is done.
-                self.close(slot);
+                // An idle connection is done once the server closes it or sends something
+                // unasked for. Anything else is no reason to drop it: a readiness event
+                // for bytes the last response already consumed (edge-triggered events
+                // can trail the data), a writable edge, or TLS records with no plaintext
+                // (a TLS 1.3 session ticket or KeyUpdate).
+                let Some(stream) = &mut c.stream else {
+                    return self.close(slot);
+                };
+                let mut unasked = Vec::new();
+                let outcome = stream.read(&mut unasked, 1);
+                let keep = matches!(outcome, Ok(ReadOutcome::Open)) && unasked.is_empty();
+                unasked.fill(0);
+                if !keep {
+                    self.close(slot);
+                }
             }
         }
     }

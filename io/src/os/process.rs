@@ -252,7 +252,7 @@ fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
 
 #[cfg(test)]
 pub(super) fn spawn_sh(command: &str, env: &[(String, String)]) -> io::Result<Child> {
-    spawn_with(&OsString::from(DEFAULT_SHELL), command, env)
+    spawn_with(&OsString::from(DEFAULT_SHELL), command, env, false)
 }
 
 #[cfg(test)]

@@ -283,3 +283,36 @@ fn refresh_command_refreshes_now_once() {
         "no second refresh while one is in flight"
     );
 }
+
+/// Regression: a token living no longer than `refresh_before_expiry` (90 s by default)
+/// was due for refresh the moment it arrived, and so was its successor: against a
+/// provider that answers at once, a busy loop. It is now refreshed at half its life,
+/// and never within a second of being obtained.
+#[test]
+fn short_lived_tokens_are_refreshed_at_half_their_life() {
+    let mut sim = active_for("work", 60);
+    assert_eq!(sim.next_deadline(), Some(secs(30)));
+    let out = sim.advance(secs(30));
+    let (id, _) = single_http(&out);
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"AT2","token_type":"bearer","expires_in":60}"#,
+    );
+    assert_eq!(sim.next_deadline(), Some(secs(60)));
+    let out = sim.advance(secs(30));
+    let (id, _) = single_http(&out);
+    // Expired on arrival: still a second's pause.
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"AT3","token_type":"bearer","expires_in":0}"#,
+    );
+    assert_eq!(sim.next_deadline(), Some(secs(61)));
+}
+
+fn active_for(name: &str, expires_in: u64) -> Sim {
+    let mut sim = Sim::new(config(vec![account(name)]));
+    sim.authorise(name, "AT1", Some("RT1"), expires_in);
+    sim
+}
