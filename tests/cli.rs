@@ -134,7 +134,7 @@ fn bad_usage_prints_usage_on_stderr_and_exits_1() {
             "{args:?}: {}",
             text(&out.stderr)
         );
-        assert!(text(&out.stderr).contains("  pizauth show [-u] <account>\n"));
+        assert!(text(&out.stderr).contains("  pizauth show [-u] [-w <seconds>] <account>\n"));
         assert_eq!(text(&out.stdout), "", "{args:?}");
     }
 }
