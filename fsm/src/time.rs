@@ -130,6 +130,15 @@ pub fn civil_from_unix(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// A duration for messages: whole seconds as `30 s`, anything else as `250 ms`.
+pub fn span(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 /// The present, on both clocks. Every input to the core comes with one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Now {
@@ -170,6 +179,13 @@ mod tests {
         assert_eq!(civil_from_unix(951_782_400), (2000, 2, 29, 0, 0, 0));
         assert_eq!(civil_from_unix(1_798_761_599), (2026, 12, 31, 23, 59, 59));
         assert_eq!(civil_from_unix(-1), (1969, 12, 31, 23, 59, 59));
+    }
+
+    #[test]
+    fn spans_read_well() {
+        assert_eq!(span(Duration::from_secs(30)), "30 s");
+        assert_eq!(span(Duration::from_millis(250)), "250 ms");
+        assert_eq!(span(Duration::from_millis(1500)), "1500 ms");
     }
 
     #[test]

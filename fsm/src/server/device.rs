@@ -120,8 +120,8 @@ impl Server {
                 self.outputs
                     .push_back(Output::CancelHttp { request: f.request });
                 let timeout = format!(
-                    "no answer within {} s",
-                    self.tunables.http_timeout.as_secs()
+                    "no answer within {}",
+                    crate::time::span(self.tunables.http_timeout)
                 );
                 return self.fail(
                     now,

@@ -261,8 +261,8 @@ impl Server {
         let error = TransportError {
             kind: crate::event::TransportErrorKind::Io,
             message: format!(
-                "no answer within {} s",
-                self.tunables.http_timeout.as_secs()
+                "no answer within {}",
+                crate::time::span(self.tunables.http_timeout)
             ),
         };
         self.side_finished(now, request, Err(error), entropy);

@@ -308,8 +308,8 @@ impl Server {
                 let timeout = TransportError {
                     kind: crate::event::TransportErrorKind::Io,
                     message: format!(
-                        "no answer from the token endpoint within {} s",
-                        self.tunables.http_timeout.as_secs()
+                        "no answer from the token endpoint within {}",
+                        crate::time::span(self.tunables.http_timeout)
                     ),
                 };
                 self.requests.remove(&f.request);

@@ -164,8 +164,8 @@ impl Server {
         let error = TransportError {
             kind: crate::event::TransportErrorKind::Io,
             message: format!(
-                "no answer from the token endpoint within {} s",
-                self.tunables.http_timeout.as_secs()
+                "no answer from the token endpoint within {}",
+                crate::time::span(self.tunables.http_timeout)
             ),
         };
         self.refresh_finished(now, id, flight, Err(error));
