@@ -24,6 +24,8 @@
 pub mod config;
 pub mod dump;
 pub mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod oauth;
 pub mod protocol;
 pub mod secret;

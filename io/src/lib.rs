@@ -15,6 +15,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod driver;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http1;
 pub mod os;
 pub mod resolver;
