@@ -97,6 +97,8 @@ pub struct Sandbox {
     daemon: bool,
     /// No `$XDG_RUNTIME_DIR`: the runtime directory is under `$TMPDIR` instead.
     tmpdir_runtime: bool,
+    /// The working directory of the server and clients (else the test's).
+    cwd: Option<PathBuf>,
 }
 
 static SANDBOXES: AtomicUsize = AtomicUsize::new(0);
@@ -115,6 +117,7 @@ impl Sandbox {
             env: Vec::new(),
             daemon: false,
             tmpdir_runtime: false,
+            cwd: None,
         }
     }
 
@@ -158,6 +161,11 @@ impl Sandbox {
         self.tmpdir_runtime = true;
     }
 
+    /// Runs the server and every client in `dir`.
+    pub fn set_cwd(&mut self, dir: &Path) {
+        self.cwd = Some(dir.to_owned());
+    }
+
     /// Adds an environment variable for the server and every client.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -180,6 +188,9 @@ impl Sandbox {
         if self.tmpdir_runtime {
             c.env_remove("XDG_RUNTIME_DIR")
                 .env("TMPDIR", self.path("tmp"));
+        }
+        if let Some(dir) = &self.cwd {
+            c.current_dir(dir);
         }
         c
     }
@@ -248,6 +259,31 @@ impl Sandbox {
     /// The server process started by [`start`](Self::start).
     pub fn server(&mut self) -> &mut Child {
         self.server.as_mut().expect("a server was started")
+    }
+
+    /// The server's process id.
+    pub fn server_pid(&mut self) -> u32 {
+        self.server().id()
+    }
+
+    /// How many file descriptors the server has open (sockets included).
+    pub fn server_fds(&mut self) -> usize {
+        let dir = format!("/proc/{}/fd", self.server_pid());
+        fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .count()
+    }
+
+    /// Sends `request` as it is on a connection of its own to the control socket, closes
+    /// the write half, and returns whatever the server answered before closing.
+    pub fn control_raw(&self, request: &[u8]) -> String {
+        let mut s =
+            std::os::unix::net::UnixStream::connect(self.socket()).expect("connect the socket");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        // The server may answer (and close) before taking everything.
+        let _ = s.write_all(request);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        String::from_utf8_lossy(&read_all(&mut s)).into_owned()
     }
 
     /// Forgets the server process (a test that stopped it itself).
@@ -490,10 +526,56 @@ pub fn noise(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+/// Raises this process's soft limit on open files to its hard limit (servers started
+/// afterwards inherit it), for tests that open a thousand sockets.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit, written by the first call and read by the second.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+/// Processes running exactly `argv` (zombies, whose command line is gone, excluded).
+pub fn processes_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+/// A port on 127.0.0.1 that nothing listens on, for a provider that comes and goes.
+///
+/// It is taken below the kernel's ephemeral range, where nothing bound to port 0 (another
+/// test's provider, the local end of any connection) can land on it in the meantime and
+/// keep it from being bound again. Ports are handed out in turn from a place that depends
+/// on the process, so concurrent tests (and test processes) get different ones.
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low: u16 = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = usize::from(low.saturating_sub(1024)).clamp(1, 16384);
+    let start = std::process::id() as usize * 97;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = low - 1 - offset as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {low}");
 }
 
 /// Reads everything from `r` until EOF or an error (such as the socket's read timeout);

@@ -3,12 +3,15 @@
 //!
 //! - `GET /authorize?...` answers `302` to `redirect_uri?code=...&state=...` (or
 //!   `error=...`, see [`Authorize`]).
-//! - Any `POST` is the token endpoint: it takes the next [`Reply`] of the test's script
-//!   (or the fallback once the script is empty) and acts it out.
+//! - A path the test gave a script of its own ([`Provider::push_at`]: a device
+//!   authorisation endpoint, a revocation endpoint, a metadata document at a well-known
+//!   URL) answers from that script, whatever the method.
+//! - Any other `POST` is the token endpoint: it takes the next [`Reply`] of the test's
+//!   script (or the fallback once the script is empty) and acts it out.
 //!
 //! Every request is recorded with its form fields, so tests can check what pizauth sent.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +26,8 @@ pub enum Authorize {
     Code,
     /// Redirect with `error=...` (and the state).
     Error(String),
+    /// Redirect with this code every time.
+    FixedCode(String),
 }
 
 /// What the token endpoint does with one request.
@@ -105,10 +110,21 @@ impl Recorded {
     }
 }
 
+/// The script of one path with a script of its own.
+#[derive(Default)]
+struct Route {
+    script: VecDeque<Reply>,
+    fallback: Option<Reply>,
+}
+
 #[derive(Default)]
 struct State {
     script: VecDeque<Reply>,
     fallback: Option<Reply>,
+    /// Paths with scripts of their own.
+    routes: HashMap<String, Route>,
+    /// Every request but the authorize endpoint's, in order of arrival.
+    requests: Vec<Recorded>,
     authorize: Option<Authorize>,
     authorize_count: usize,
     /// Authorize requests.
@@ -164,8 +180,19 @@ impl Provider {
         Provider::bind(port, None)
     }
 
+    /// An HTTPS provider on `port` (that of a provider just dropped).
+    pub fn start_tls_at(port: u16, config: Arc<rustls::ServerConfig>) -> Provider {
+        Provider::bind(port, Some(config))
+    }
+
     fn bind(port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Provider {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the provider");
+        // A port just released can be refused for a moment while the kernel finishes
+        // closing the connections of the provider that had it.
+        let listener = super::wait_for(
+            &format!("port {port} to be free for the provider"),
+            Duration::from_secs(5),
+            || TcpListener::bind(("127.0.0.1", port)).ok(),
+        );
         let addr = listener.local_addr().expect("provider address");
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -209,6 +236,44 @@ impl Provider {
     /// `400 invalid_request` "unscripted request").
     pub fn set_fallback(&self, reply: Reply) {
         self.shared.lock().fallback = Some(reply);
+    }
+
+    /// Queues replies for requests to `path` (any method), in order.
+    pub fn push_at(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
+        let mut state = self.shared.lock();
+        let route = state.routes.entry(path.to_owned()).or_default();
+        route.script.extend(replies);
+    }
+
+    /// What requests to `path` get once its script is empty (by default `404`, once the
+    /// path has a script).
+    pub fn set_fallback_at(&self, path: &str, reply: Reply) {
+        let mut state = self.shared.lock();
+        state.routes.entry(path.to_owned()).or_default().fallback = Some(reply);
+    }
+
+    /// Every request so far to `path`.
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        let state = self.shared.lock();
+        state
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Every request so far, but those to the authorize endpoint, in order of arrival.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Waits until `path` has had at least `n` requests, and returns them all.
+    pub fn wait_requests_to(&self, path: &str, n: usize) -> Vec<Recorded> {
+        super::wait_for(&format!("{n} requests to {path}"), super::WAIT, || {
+            let r = self.requests_to(path);
+            (r.len() >= n).then_some(r)
+        })
     }
 
     /// How the authorize endpoint answers from now on.
@@ -392,24 +457,54 @@ fn answer(
         stream.flush()?;
         return Ok(false);
     }
-    if request.method != "POST" {
-        let r = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        stream.write_all(r.as_bytes())?;
-        return Ok(false);
-    }
-    let reply = {
+    let not_found = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let routed = {
         let mut state = shared.lock();
-        state.token_requests.push(request);
-        let reply = state.script.pop_front().or_else(|| state.fallback.clone());
+        state.requests.push(request.clone());
         shared.changed.notify_all();
-        reply.unwrap_or_else(|| {
-            Reply::oauth_error(
-                400,
-                "invalid_request",
-                "unscripted request to the fake provider",
-            )
-        })
+        state
+            .routes
+            .get_mut(&request.path)
+            .map(|route| route.script.pop_front().or_else(|| route.fallback.clone()))
     };
+    let reply = match routed {
+        Some(Some(reply)) => reply,
+        Some(None) => {
+            stream.write_all(not_found.as_bytes())?;
+            return Ok(false);
+        }
+        None if request.method != "POST" => {
+            stream.write_all(not_found.as_bytes())?;
+            return Ok(false);
+        }
+        None => token_reply(shared, request),
+    };
+    act(stream, shared, reply, connection, keep_alive)
+}
+
+/// The token endpoint's next reply, the request recorded.
+fn token_reply(shared: &Shared, request: Recorded) -> Reply {
+    let mut state = shared.lock();
+    state.token_requests.push(request);
+    let reply = state.script.pop_front().or_else(|| state.fallback.clone());
+    shared.changed.notify_all();
+    reply.unwrap_or_else(|| {
+        Reply::oauth_error(
+            400,
+            "invalid_request",
+            "unscripted request to the fake provider",
+        )
+    })
+}
+
+/// Acts out `reply`; `Ok(true)` if the connection may carry another request.
+fn act(
+    stream: &mut Box<dyn Io>,
+    shared: &Shared,
+    reply: Reply,
+    connection: &str,
+    keep_alive: bool,
+) -> io::Result<bool> {
     match reply {
         Reply::Respond {
             status,
@@ -483,6 +578,10 @@ fn authorize(shared: &Shared, request: Recorded) -> String {
         Authorize::Error(e) => location
             .query_pairs_mut()
             .append_pair("error", &e)
+            .append_pair("state", &state),
+        Authorize::FixedCode(code) => location
+            .query_pairs_mut()
+            .append_pair("code", &code)
             .append_pair("state", &state),
     };
     format!(

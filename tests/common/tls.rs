@@ -24,6 +24,7 @@ pub struct TestCa {
     pub ca_pem: String,
     /// For [`super::provider::Provider::start_tls`].
     pub server_config: Arc<rustls::ServerConfig>,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl TestCa {
@@ -41,30 +42,53 @@ impl TestCa {
             .push(DnType::CommonName, format!("pizauth e2e test CA {name}"));
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
         let issuer = Issuer::new(ca_params, ca_key);
-
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf_params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("leaf params");
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "fake provider");
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &issuer)
-            .expect("leaf certificate");
-
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let server_config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone()], key)
-            .expect("server config");
+        let server_config = leaf(&issuer, &["127.0.0.1", "localhost"]);
         TestCa {
             ca_pem: pem(ca_cert.der()),
-            server_config: Arc::new(server_config),
+            server_config,
+            issuer,
         }
     }
+
+    /// A server configuration whose leaf this CA signed for `names` only (say, a name
+    /// that is not the provider's).
+    pub fn leaf_for(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        leaf(&self.issuer, names)
+    }
+}
+
+fn leaf(issuer: &Issuer<'static, KeyPair>, names: &[&str]) -> Arc<rustls::ServerConfig> {
+    let key = KeyPair::generate().expect("leaf key");
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = CertificateParams::new(names).expect("leaf params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "fake provider");
+    let cert = params.signed_by(&key, issuer).expect("leaf certificate");
+    server_config(cert.der().clone(), &key)
+}
+
+/// A server configuration whose certificate for `names` signed itself (no CA at all).
+pub fn self_signed(names: &[&str]) -> Arc<rustls::ServerConfig> {
+    let key = KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = CertificateParams::new(names).expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "self-signed fake provider");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    server_config(cert.der().clone(), &key)
+}
+
+fn server_config(cert: CertificateDer<'static>, key: &KeyPair) -> Arc<rustls::ServerConfig> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    Arc::new(config)
 }
 
 /// `der` as a PEM certificate.

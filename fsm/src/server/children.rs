@@ -199,6 +199,23 @@ impl Server {
         }
     }
 
+    /// The server is exiting: kills every running command that has a time limit (it
+    /// would have been killed at that limit, and nobody will be left to do it), so that a
+    /// stuck notification does not outlive the server. `startup_cmd` has no limit and is
+    /// left alone; queued commands never start.
+    pub(super) fn kill_children_on_exit(&mut self) {
+        let timed: Vec<ChildId> = self
+            .children
+            .running
+            .iter()
+            .filter(|(_, purpose)| !matches!(purpose, Purpose::Startup))
+            .map(|(child, _)| *child)
+            .collect();
+        for child in timed {
+            self.outputs.push_back(Output::Kill { child });
+        }
+    }
+
     /// `startup_cmd`, once the control socket accepts requests.
     pub(super) fn started(&mut self) {
         if let Some(cmd) = self.globals.startup_cmd.clone() {

@@ -15,9 +15,6 @@ use super::children::TokenEvent;
 use super::discovery::{Resolved, Which};
 use super::{AccountId, Server};
 
-/// RFC 8628 3.5: on `slow_down`, the interval grows by 5 seconds.
-const SLOW_DOWN: Duration = Duration::from_secs(5);
-
 impl Server {
     /// Asks the device authorisation endpoint `url` for codes.
     pub(super) fn start_device(&mut self, now: Now, id: AccountId, url: Url) {
@@ -258,7 +255,8 @@ impl Server {
                 self.poll_again(now, id, Duration::ZERO)
             }
             Err(TokenError::Rejected { error: Some(e), .. }) if e == "slow_down" => {
-                self.poll_again(now, id, SLOW_DOWN)
+                // RFC 8628 3.5: the interval grows by 5 seconds (the tunable's default).
+                self.poll_again(now, id, self.tunables.slow_down)
             }
             Err(TokenError::Rejected { error: Some(e), .. }) if e == "access_denied" => {
                 self.fail(now, id, "authorisation was denied".into())

@@ -3,11 +3,11 @@
 //!
 //! Against slowloris: each listener keeps at most [`MAX_REDIRECT_CONNS`] connections, and
 //! when a new one arrives at the cap the oldest connection still reading its request is
-//! dropped, so idle connections can never lock a real browser out; each connection also
-//! has [`REDIRECT_TIMEOUT`] to finish.
+//! dropped (or, if none is, the oldest already answered and waiting for the peer to
+//! close), so idle connections can never lock a real browser out; each connection also
+//! has [`Timeouts::redirect`](super::Timeouts::redirect) (10 s) to finish.
 
 use std::io;
-use std::time::Duration;
 
 use mio::{Interest, Token};
 use pizauth_fsm::event::{ConnId, Input, Level, Scheme};
@@ -19,18 +19,15 @@ use crate::http1::{self, ReadProgress, RequestReader};
 
 /// Connections open at once per redirect listener.
 pub const MAX_REDIRECT_CONNS: usize = 128;
-/// Time a redirect connection has to send its request and take the answer.
-pub const REDIRECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One connection on a redirect listener.
 pub struct RedirectConn {
-    /// The id the core knows it by.
+    /// The id the core knows it by; ids grow in the order connections are accepted, so
+    /// the smallest is the oldest (dropped first at the cap).
     pub id: u64,
     pub https: bool,
     pub stream: Stream,
     reader: RequestReader,
-    /// When it was accepted (the oldest reading one is dropped at the cap).
-    accepted: Instant,
     answering: bool,
     /// The answer is sent and our side shut down; reading and discarding until the peer
     /// closes, so that unread bytes do not make the kernel reset the connection (which
@@ -78,14 +75,13 @@ impl Driver {
                 Stream::plain(tcp)
             };
             let id = self.fresh_id();
-            let deadline = now.boot + REDIRECT_TIMEOUT;
+            let deadline = now.boot + self.timeouts.redirect;
             let slot = self.free.last().copied().unwrap_or(self.conns.len());
             let mut conn = RedirectConn {
                 id,
                 https,
                 stream,
                 reader: RequestReader::new(),
-                accepted: now.boot,
                 answering: false,
                 draining: false,
                 deadline: Some(deadline),
@@ -111,15 +107,21 @@ impl Driver {
         }
     }
 
-    /// Drops the oldest connection of a listener that is still reading its request.
+    /// Drops the oldest connection of a listener that is not in the middle of being
+    /// answered: one still reading its request or, failing that, one already answered
+    /// and only waiting for the peer to close.
+    ///
+    /// Age is the id, given out in the order connections are accepted (an accept time in
+    /// milliseconds would tie for connections accepted together, and slots are reused in
+    /// no particular order).
     fn evict_oldest(&mut self, https: bool) {
         let oldest = self
             .conns
             .iter()
             .enumerate()
             .filter_map(|(slot, c)| match c {
-                Some(Conn::Redirect(r)) if r.https == https && !r.answering => {
-                    Some((r.accepted, slot))
+                Some(Conn::Redirect(r)) if r.https == https && (!r.answering || r.draining) => {
+                    Some(((r.draining, r.id), slot))
                 }
                 _ => None,
             })

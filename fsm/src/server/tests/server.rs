@@ -83,6 +83,31 @@ fn shutdown_replies_then_exits_and_stops_everything() {
     assert!(out.is_empty());
 }
 
+/// Regression: a notification command that never ended outlived the server, since only
+/// the server kills commands at their time limit. Shutting down now kills every running
+/// command that has a limit, and leaves `startup_cmd` (which has none) alone.
+#[test]
+fn shutdown_kills_the_commands_that_have_a_time_limit() {
+    let mut c = config(vec![account("a")]);
+    c.auth_notify_cmd = Some("notify".into());
+    c.startup_cmd = Some("startup".into());
+    let mut sim = Sim::new(c);
+    let started = spawns(&sim.input(Input::Started))[0].0;
+    let (_, out) = sim.show("a");
+    let notify = spawns(&out)[0].0;
+    let out = sim.input(Input::ShutdownAsked);
+    let kills: Vec<ChildId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Kill { child } => Some(*child),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kills, [notify]);
+    assert_ne!(notify, started);
+    assert!(matches!(out.last(), Some(Output::Exit)));
+}
+
 #[test]
 fn revoke_forgets_tokens_cancels_work_and_drops_stale_answers() {
     let mut c = config(vec![account("a")]);
