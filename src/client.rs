@@ -172,7 +172,11 @@ pub fn info(config: Option<&Path>, json: bool, executed_as: &str) -> Result<(), 
 fn ask(request: Request) -> Result<Reply, Failure> {
     let runtime_dir = Env::from_process().runtime_dir().map_err(Failure::Error)?;
     let timeout = timeout_for(&request);
-    Ok(exchange_within(&socket_path(&runtime_dir), &request, timeout)?)
+    Ok(exchange_within(
+        &socket_path(&runtime_dir),
+        &request,
+        timeout,
+    )?)
 }
 
 /// How long to wait for the reply to `request`: [`TIMEOUT`], plus what the server may
@@ -227,7 +231,7 @@ pub fn exchange_within(
             MAX_REQUEST_BYTES >> 20
         )));
     }
-    let mut stream = connect(socket, TIMEOUT).map_err(|e| match e.raw_os_error() {
+    let mut stream = connect(socket, timeout.min(TIMEOUT)).map_err(|e| match e.raw_os_error() {
         Some(
             libc::ENOENT | libc::ECONNREFUSED | libc::EAGAIN | libc::ETIMEDOUT | libc::EINPROGRESS,
         ) => ExchangeError::NotRunning,
@@ -253,12 +257,18 @@ pub fn exchange_within(
 }
 
 /// Writes all of `bytes` before `deadline`.
+///
+/// The first write goes out right after connecting, under the send timeout `connect`
+/// set (the exchange's own bound): the server wakes up for the connection, and finds the
+/// whole request there if nothing comes between connecting and sending it.
 fn send(stream: &mut UnixStream, bytes: &[u8], deadline: Instant) -> Result<(), ExchangeError> {
     let mut done = 0;
     while done < bytes.len() {
-        stream
-            .set_write_timeout(Some(remaining(deadline)?))
-            .map_err(io_failure)?;
+        if done > 0 {
+            stream
+                .set_write_timeout(Some(remaining(deadline)?))
+                .map_err(io_failure)?;
+        }
         match stream.write(&bytes[done..]) {
             Ok(0) => return Err(ExchangeError::NotRunning),
             Ok(n) => done += n,
@@ -272,7 +282,8 @@ fn send(stream: &mut UnixStream, bytes: &[u8], deadline: Instant) -> Result<(), 
 /// Reads until end of file, at most [`MAX_REPLY_BYTES`], before `deadline`.
 fn receive(stream: &mut UnixStream, deadline: Instant) -> Result<Secret<Vec<u8>>, ExchangeError> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
+    // One page: a token fits, and every page of stack a `show` touches costs it a fault.
+    let mut chunk = [0u8; 4096];
     loop {
         stream
             .set_read_timeout(Some(remaining(deadline)?))

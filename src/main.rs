@@ -16,10 +16,11 @@
 
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+// The entry point is the C `main` below, not Rust's runtime start-up: see `main`.
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::ExitCode;
 
 use pizauth_fsm::protocol::Request;
 
@@ -42,27 +43,83 @@ pub enum Failure {
     Reported,
 }
 
-fn main() -> ExitCode {
+/// The process's entry point, called by the C runtime.
+///
+/// `pizauth show` runs as a password command many times a day, and Rust's own start-up
+/// (`fn main`) cost it more than its whole exchange with the server: it reads and parses
+/// `/proc/self/maps` to find the main thread's stack guard and maps an alternate signal
+/// stack, a dozen system calls and page faults. This entry point does only what pizauth
+/// relies on of that start-up ([`prepare_process`]); `std::env::args_os` still works, as
+/// the standard library takes the arguments from the C runtime itself on Linux.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    prepare_process();
+    let code = run();
+    // Rust's runtime would flush stdout at exit; the C runtime does not know its buffer.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    code
+}
+
+// Test builds get the test harness's `main`: keep the real one's callees in use there.
+#[cfg(test)]
+const _: (fn(), fn() -> libc::c_int) = (prepare_process, run);
+
+// Linux's unwinder for the standard library's panic support, linked in statically (as
+// `-static-libgcc` does) so that no start-up loads and relocates `libgcc_s.so` (panics
+// abort: nothing is ever unwound).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[link(name = "gcc_eh", kind = "static")]
+unsafe extern "C" {}
+
+/// What Rust's runtime start-up did that pizauth relies on: SIGPIPE ignored (a write to a
+/// closed pipe or socket fails with `EPIPE` instead of killing the process; children get
+/// the default back), and descriptors 0, 1 and 2 open (if one is closed, `/dev/null`
+/// takes its place, so that no socket or file opened later becomes stdout or stderr).
+fn prepare_process() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: plain system calls on valid arguments: three pollfds, a nul-terminated
+    // path, and a disposition that installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        if libc::poll(fds.as_mut_ptr(), 3, 0) > 0 {
+            for p in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+                // open() returns the lowest free descriptor: the closed one.
+                let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if fd != p.fd {
+                    libc::abort();
+                }
+            }
+        }
+    }
+}
+
+/// Parses the arguments, runs the command, and returns the exit status.
+fn run() -> libc::c_int {
     let mut args = std::env::args_os();
     let executed_as = executed_as(args.next());
     let command = match cli::parse(args) {
         Ok(Invocation::Run(command)) => command,
         Ok(Invocation::Help) => {
             print!("{USAGE}");
-            return ExitCode::SUCCESS;
+            return 0;
         }
         Err(_) => {
             eprint!("{USAGE}");
-            return ExitCode::FAILURE;
+            return 1;
         }
     };
     match dispatch(command, &executed_as) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(Failure::Error(message)) => {
             eprintln!("ERROR {message}");
-            ExitCode::FAILURE
+            1
         }
-        Err(Failure::Reported) => ExitCode::FAILURE,
+        Err(Failure::Reported) => 1,
     }
 }
 

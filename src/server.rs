@@ -50,6 +50,9 @@ pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(),
         }
     };
     eprint!("{}", render_diagnostics(&parsed.warnings));
+    // The text is parsed: its memory (and any client secret in it) need not stay around
+    // for the life of the server.
+    drop(text);
 
     let runtime_dir = env.runtime_dir().map_err(Failure::Error)?;
     create_private_dir(&runtime_dir).map_err(Failure::Error)?;
@@ -200,6 +203,12 @@ mod tests {
         let big = temp("big.conf");
         std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES + 1]).unwrap();
         assert!(message(read_config(&big)).contains("larger than the limit of 1024 KiB"));
+        // Exactly at the limit is read, whole.
+        std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES]).unwrap();
+        assert_eq!(
+            read_config(&big).ok().map(|t| t.len()),
+            Some(MAX_CONFIG_BYTES)
+        );
         let binary = temp("binary.conf");
         std::fs::write(&binary, b"ok\xff").unwrap();
         assert!(message(read_config(&binary)).ends_with("is not valid UTF-8 (byte 2)"));

@@ -107,7 +107,10 @@ fn gmail() {
         a.auth_uri.as_ref().unwrap().as_str(),
         "https://accounts.google.com/o/oauth2/auth"
     );
-    assert_eq!(a.token_uri.as_ref().unwrap().as_str(), "https://oauth2.googleapis.com/token");
+    assert_eq!(
+        a.token_uri.as_ref().unwrap().as_str(),
+        "https://oauth2.googleapis.com/token"
+    );
     assert_eq!(
         a.client_secret.as_ref().map(|s| s.as_str()),
         Some("GOCSPX-abcdefghijklmnopqrstuvwxyz0")

@@ -42,6 +42,7 @@ pub(super) fn parse(source: &str, file: &str) -> Result<Parsed, Diagnostics> {
         errors: Vec::new(),
         warnings: Vec::new(),
         dropped: 0,
+        uris: BTreeMap::new(),
     };
     for e in &syntax.errors {
         v.error(e.offset, || e.message.clone());
@@ -136,6 +137,9 @@ struct Validator<'a> {
     warnings: Vec<Diagnostic>,
     /// Diagnostics past [`MAX_DIAGNOSTICS`], counted but not built.
     dropped: usize,
+    /// URIs already parsed, by their text: accounts of one provider share their
+    /// endpoints, and parsing a URI costs more than the rest of its account.
+    uris: BTreeMap<String, Url>,
 }
 
 impl Validator<'_> {
@@ -334,7 +338,13 @@ impl Validator<'_> {
         let redirect_uri = match s.get("redirect_uri") {
             Some(_) => s.uri("redirect_uri")?,
             // The constant is a valid URI (a test checks it), so this never falls back.
-            None => Url::parse(DEFAULT_REDIRECT_URI).ok()?,
+            // Parsed once, not once per account.
+            None => {
+                static DEFAULT: std::sync::OnceLock<Option<Url>> = std::sync::OnceLock::new();
+                DEFAULT
+                    .get_or_init(|| Url::parse(DEFAULT_REDIRECT_URI).ok())
+                    .clone()?
+            }
         };
         Some(Account {
             name: block.name.value.clone(),
@@ -450,16 +460,23 @@ impl Validator<'_> {
 
     /// `value` checked against the kind of `def`; `None` (after reporting) if it is wrong.
     fn typed(&mut self, def: &'static OptionDef, value: &Spanned<Value>) -> Option<Typed> {
-        let name = quote_word(def.name);
+        // Quoted only for a message: this runs for every option of every account.
+        let name = || quote_word(def.name);
         let at = value.span.start;
         let result = match (def.kind, &value.value) {
             (Kind::Text, Value::Str(s)) => Ok(Typed::Text(s.clone())),
             (Kind::NonEmptyText, Value::Str(s)) if s.is_empty() => {
-                Err(format!("{name} must not be empty"))
+                Err(format!("{} must not be empty", name()))
             }
             (Kind::NonEmptyText, Value::Str(s)) => Ok(Typed::Text(s.clone())),
-            (Kind::HttpUri, Value::Str(s)) => http_uri(&name, s).map(Typed::Uri),
-            (Kind::Listen, Value::Str(s)) => listen(&name, s).map(|l| Typed::Listen(Some(l))),
+            (Kind::HttpUri, Value::Str(s)) => match self.uris.get(s) {
+                Some(url) => Ok(Typed::Uri(url.clone())),
+                None => http_uri(def.name, s).map(|url| {
+                    self.uris.insert(s.clone(), url.clone());
+                    Typed::Uri(url)
+                }),
+            },
+            (Kind::Listen, Value::Str(s)) => listen(def.name, s).map(|l| Typed::Listen(Some(l))),
             (Kind::Listen, Value::None) => Ok(Typed::Listen(None)),
             (Kind::Time, Value::Time(t)) => time(t).map(Typed::Time),
             (Kind::TextList, Value::List(items)) => {
@@ -470,7 +487,8 @@ impl Validator<'_> {
                     if RESERVED_URI_FIELDS.contains(&key.value.as_str()) {
                         self.error(key.span.start, || {
                             format!(
-                                "{name} must not set {}: pizauth sets it itself",
+                                "{} must not set {}: pizauth sets it itself",
+                                name(),
                                 quote_word(&key.value)
                             )
                         });
@@ -486,13 +504,15 @@ impl Validator<'_> {
                 "device" => Ok(Typed::Flow(Flow::Device)),
                 "client_credentials" => Ok(Typed::Flow(Flow::ClientCredentials)),
                 _ => Err(format!(
-                    "{name} must be {}, not {}",
+                    "{} must be {}, not {}",
+                    name(),
                     def.kind.expected(),
                     quote_word(w)
                 )),
             },
             (kind, found) => Err(format!(
-                "{name} must be {}, not {}",
+                "{} must be {}, not {}",
+                name(),
                 kind.expected(),
                 describe(found)
             )),
@@ -520,26 +540,35 @@ fn describe(v: &Value) -> &'static str {
     }
 }
 
-/// An absolute `http(s)` URI with a host and no fragment.
-fn http_uri(name: &str, text: &str) -> Result<Url, String> {
+/// An absolute `http(s)` URI with a host and no fragment; `option` names it in messages.
+fn http_uri(option: &str, text: &str) -> Result<Url, String> {
+    // Quoted only for a message: this runs for every URI of every account.
+    let name = || quote_word(option);
     let url = Url::parse(text).map_err(|e| {
         format!(
-            "{name} must be an absolute http or https URI, not {} ({e})",
+            "{} must be an absolute http or https URI, not {} ({e})",
+            name(),
             quote_string(text)
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "{name} must be an http or https URI, not {}",
+            "{} must be an http or https URI, not {}",
+            name(),
             quote_string(text)
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{name} must name a host: {}", quote_string(text)));
+        return Err(format!(
+            "{} must name a host: {}",
+            name(),
+            quote_string(text)
+        ));
     }
     if url.fragment().is_some() {
         return Err(format!(
-            "{name} must not have a #fragment: {}",
+            "{} must not have a #fragment: {}",
+            name(),
             quote_string(text)
         ));
     }
@@ -548,10 +577,12 @@ fn http_uri(name: &str, text: &str) -> Result<Url, String> {
 
 /// A listen address: `host:port`, the host non-empty (an IPv6 address in brackets), the
 /// port a number from 0 to 65535.
-fn listen(name: &str, text: &str) -> Result<String, String> {
+fn listen(option: &str, text: &str) -> Result<String, String> {
+    let name = || quote_word(option);
     let wrong = || {
         format!(
-            "{name} must be host:port, such as \"127.0.0.1:8765\" or \"[::1]:0\", not {}",
+            "{} must be host:port, such as \"127.0.0.1:8765\" or \"[::1]:0\", not {}",
+            name(),
             quote_string(text)
         )
     };
@@ -570,7 +601,8 @@ fn listen(name: &str, text: &str) -> Result<String, String> {
     }
     if port.parse::<u16>().is_err() {
         return Err(format!(
-            "{name} has port {}, but a port must be from 0 to 65535",
+            "{} has port {}, but a port must be from 0 to 65535",
+            name(),
             quote_word(port)
         ));
     }

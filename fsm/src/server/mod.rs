@@ -65,6 +65,9 @@ pub struct Tunables {
     pub max_children: usize,
     /// Child processes waiting to run; notifications past this are dropped (and logged).
     pub max_queued_children: usize,
+    /// How much longer the device flow waits between polls after each `slow_down`
+    /// (RFC 8628 3.5 says 5 s).
+    pub slow_down: Duration,
 }
 
 impl Default for Tunables {
@@ -78,6 +81,7 @@ impl Default for Tunables {
             check_every: 6,
             max_children: 32,
             max_queued_children: 1024,
+            slow_down: Duration::from_secs(5),
         }
     }
 }
@@ -91,11 +95,19 @@ pub(crate) struct AccountId(pub u64);
 #[derive(Debug)]
 struct Slot {
     config: Account,
-    /// `dump::fingerprint(&config)`, computed once.
-    fingerprint: String,
+    /// `dump::fingerprint(&config)`, computed on first use (by dump, restore or reload):
+    /// a server with many accounts starts without hashing every one of them.
+    fingerprint: std::cell::OnceCell<String>,
     state: State,
     /// The last failure of any kind, and when (for `status -j`).
     last_error: Option<(Instant, String)>,
+}
+
+impl Slot {
+    /// The account's fingerprint (see [`fingerprint`]).
+    fn fingerprint(&self) -> &str {
+        self.fingerprint.get_or_init(|| fingerprint(&self.config))
+    }
 }
 
 /// The whole server.
@@ -105,7 +117,9 @@ pub struct Server {
     globals: Config,
     listeners: Listeners,
     tunables: Tunables,
-    accounts: BTreeMap<AccountId, Slot>,
+    /// Boxed: a slot is most of a kilobyte, and B-tree leaves filled in id order are
+    /// half empty, so storing slots inline would reserve room for twice as many.
+    accounts: BTreeMap<AccountId, Box<Slot>>,
     by_name: BTreeMap<String, AccountId>,
     /// Pending authorisation requests by SHA-256 of their `state`.
     pending: BTreeMap<[u8; 32], AccountId>,
@@ -334,12 +348,12 @@ impl Server {
         self.by_name.insert(config.name.clone(), id);
         self.accounts.insert(
             id,
-            Slot {
-                fingerprint: fingerprint(&config),
+            Box::new(Slot {
+                fingerprint: std::cell::OnceCell::new(),
                 config,
                 state: State::Unauthorised,
                 last_error: None,
-            },
+            }),
         );
         id
     }
@@ -390,6 +404,7 @@ impl Server {
 
     fn shut_down(&mut self) {
         self.log(Level::Info, "shutting down");
+        self.kill_children_on_exit();
         self.outputs.push_back(Output::Exit);
         self.exiting = true;
     }

@@ -191,7 +191,12 @@ impl Server {
         for account in accounts {
             let fp = crate::dump::fingerprint(&account);
             match self.by_name.get(&account.name).copied() {
-                Some(id) if self.accounts.get(&id).is_some_and(|s| s.fingerprint == fp) => {
+                Some(id)
+                    if self
+                        .accounts
+                        .get(&id)
+                        .is_some_and(|s| s.fingerprint() == fp) =>
+                {
                     if let Some(slot) = self.accounts.get_mut(&id) {
                         slot.config = account;
                     }
@@ -259,7 +264,7 @@ impl Server {
                 dump.accounts.insert(
                     name.clone(),
                     DumpedAccount {
-                        fingerprint: slot.fingerprint.clone(),
+                        fingerprint: slot.fingerprint().to_owned(),
                         access_token: t.access.clone(),
                         refresh_token: t.refresh.clone(),
                         obtained: now.wall_at(t.obtained),
@@ -289,7 +294,7 @@ impl Server {
             let Some(slot) = self.accounts.get(&id) else {
                 continue;
             };
-            if slot.fingerprint != dumped.fingerprint {
+            if slot.fingerprint() != dumped.fingerprint {
                 self.log(
                     Level::Warn,
                     format!("{name}: not restored: its options changed since the dump"),

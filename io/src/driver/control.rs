@@ -2,7 +2,6 @@
 //! in size and time), hand it to the core, write the reply, close.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
 
 use mio::net::UnixStream;
 use mio::{Interest, Token};
@@ -14,10 +13,12 @@ use pizauth_fsm::{Instant, Now};
 use super::{Conn, Driver, FIRST_CONN};
 use crate::os;
 
-/// Control connections open at once; more wait in the listen queue.
+/// Control connections open at once; more wait in the listen queue. Each has
+/// [`Timeouts::control`](super::Timeouts::control) to send its request, and as long again
+/// to read its reply.
 pub const MAX_CONTROL_CONNS: usize = 512;
-/// A client must send its whole request and read its reply within this time.
-pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request or reply larger than this is [`ControlConn::large`].
+const LARGE: usize = 64 * 1024;
 
 /// One control client.
 pub struct ControlConn {
@@ -30,6 +31,14 @@ pub struct ControlConn {
     reply: Secret<Vec<u8>>,
     stage: Stage,
     pub deadline: Option<Instant>,
+    /// The request or the reply was large (a restore or a dump): once the connection is
+    /// closed, the memory they took is given back to the system.
+    pub large: bool,
+    /// Registered with the poller. Only a connection that has to wait (for the rest of
+    /// its request, for the core, or for room to write) ever is: most clients have sent
+    /// their whole request by the time it is accepted, and are answered and closed there
+    /// and then, without the two `epoll_ctl` calls.
+    pub registered: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,7 +56,7 @@ impl Driver {
                 self.accept_paused[0] = true;
                 return;
             }
-            let (mut stream, _) = match self.control.accept() {
+            let (stream, _) = match self.control.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -72,27 +81,48 @@ impl Driver {
                 }
             }
             let id = self.fresh_id();
-            let deadline = now.boot + CONTROL_TIMEOUT;
-            let slot = self.free.last().copied().unwrap_or(self.conns.len());
-            let token = Token(FIRST_CONN + slot);
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
-                self.log(Level::Warn, &format!("cannot watch a control client: {e}"));
-                continue;
-            }
-            // `insert` takes the last free slot, the one the token above names.
-            self.insert(Conn::Control(ControlConn {
+            let deadline = now.boot + self.timeouts.control;
+            let slot = self.insert(Conn::Control(ControlConn {
                 id,
                 stream,
                 request: Secret::new(Vec::new()),
                 reply: Secret::new(Vec::new()),
                 stage: Stage::Reading,
                 deadline: Some(deadline),
+                large: false,
+                registered: false,
             }));
             self.ids.insert(id, slot);
             self.set_deadline(slot, None, Some(deadline));
-            // Data may already be there (edge-triggered: no event would tell us).
+            // The request is usually all there already: answer it at once, and watch
+            // the connection only if it is still open afterwards.
             self.control_event(now, slot);
+            self.watch_control(slot, id);
+        }
+    }
+
+    /// Registers control connection `id` in `slot` with the poller, if it is still open
+    /// and not registered yet. Registering reports readiness that is already there, so
+    /// nothing that happened since the last read or write is missed.
+    fn watch_control(&mut self, slot: usize, id: u64) {
+        let Some(Some(Conn::Control(c))) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.id != id || c.registered {
+            return;
+        }
+        let token = Token(FIRST_CONN + slot);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self
+            .poll
+            .registry()
+            .register(&mut c.stream, token, interest)
+        {
+            Ok(()) => c.registered = true,
+            Err(e) => {
+                self.log(Level::Warn, &format!("cannot watch a control client: {e}"));
+                self.close(slot);
+            }
         }
     }
 
@@ -111,6 +141,7 @@ impl Driver {
                     // deadline), so the read deadline no longer applies.
                     c.stage = Stage::Waiting;
                     let bytes = std::mem::take(&mut c.request);
+                    c.large |= bytes.expose().len() > LARGE;
                     let client = ClientId(c.id);
                     let old = c.deadline.take();
                     self.set_deadline(slot, old, None);
@@ -136,9 +167,10 @@ impl Driver {
             return;
         };
         c.reply = Secret::new(reply.encode());
+        c.large |= c.reply.expose().len() > LARGE;
         c.stage = Stage::Writing;
         let old = c.deadline.take();
-        let new = self.now.boot + CONTROL_TIMEOUT;
+        let new = self.now.boot + self.timeouts.control;
         c.deadline = Some(new);
         self.set_deadline(slot, old, Some(new));
         self.flush_control(slot);
@@ -164,8 +196,9 @@ impl Driver {
         };
         let remaining = c.reply.expose()[written..].to_vec();
         c.reply = Secret::new(remaining);
+        let id = c.id;
         match result {
-            Ok(false) => (),
+            Ok(false) => self.watch_control(slot, id),
             Ok(true) | Err(()) => self.close(slot),
         }
     }
@@ -179,25 +212,36 @@ impl Driver {
 /// Reads what is available. `Ok(true)`: the request is complete (the client shut down
 /// its write half). `Err(reply)`: answer this and close.
 fn read_request(c: &mut ControlConn) -> Result<bool, Reply> {
-    let mut buf = [0u8; 8192];
-    loop {
-        match c.stream.read(&mut buf) {
-            Ok(0) => return Ok(true),
+    SCRATCH.with_borrow_mut(|buf| read_request_into(c, buf))
+}
+
+thread_local! {
+    /// The buffer requests are read through, made (and zeroed) once per thread rather
+    /// than for every read: most requests are a few dozen bytes.
+    static SCRATCH: std::cell::RefCell<[u8; 8192]> = const { std::cell::RefCell::new([0; 8192]) };
+}
+
+fn read_request_into(c: &mut ControlConn, buf: &mut [u8]) -> Result<bool, Reply> {
+    // The request may hold a dump: wipe what was read into `buf` (only that much) on
+    // every way out.
+    let mut used = 0;
+    let result = loop {
+        match c.stream.read(buf) {
+            Ok(0) => break Ok(true),
             Ok(n) => {
+                used = used.max(n);
                 if c.request.expose().len() + n > MAX_REQUEST_BYTES {
-                    buf.fill(0);
-                    return Err(Reply::error(format!(
+                    break Err(Reply::error(format!(
                         "request larger than {MAX_REQUEST_BYTES} bytes"
                     )));
                 }
                 c.request.expose_mut().extend_from_slice(&buf[..n]);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                buf.fill(0);
-                return Ok(false);
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => (),
-            Err(e) => return Err(Reply::error(format!("cannot read the request: {e}"))),
+            Err(e) => break Err(Reply::error(format!("cannot read the request: {e}"))),
         }
-    }
+    };
+    buf[..used].fill(0);
+    result
 }

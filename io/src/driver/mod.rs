@@ -85,19 +85,68 @@ pub struct Prepared {
     http: Option<StdTcpListener>,
     https: Option<(StdTcpListener, SelfSigned)>,
     tunables: Tunables,
+    timeouts: Timeouts,
+}
+
+/// The driver's own time limits on the connections it serves (the core's delays are in
+/// [`Tunables`]). The defaults are the production values; debug builds may shorten them
+/// through `PIZAUTH_TEST_TUNABLES` (see [`prepare`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A control client must send its whole request within this long of being accepted,
+    /// and read its whole reply within this long of the reply being ready.
+    pub control: Duration,
+    /// A redirect connection must send its request and take the answer within this long
+    /// of being accepted.
+    pub redirect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            control: Duration::from_secs(10),
+            redirect: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Pending connections the control socket's listen queue holds (so a burst of clients
 /// waits in the kernel instead of being refused).
 const CONTROL_BACKLOG: libc::c_int = 1024;
+/// Pending connections each redirect listener's queue holds: a burst of idle connections
+/// (slowloris) waits in the kernel, to be accepted and dropped oldest first, instead of
+/// overflowing a short queue and making a browser's connection retry a second later.
+const REDIRECT_BACKLOG: libc::c_int = 1024;
 /// How often the socket file is touched, so that runtime-directory cleaners spare it.
 const TOUCH_EVERY: Duration = Duration::from_secs(6 * 3600);
 
 /// Binds the control socket (replacing a stale one, refusing if a live server answers),
 /// the redirect listeners, and makes the HTTPS certificate. Starts no thread.
+///
+/// Debug builds (the ones `cargo test` runs) read `PIZAUTH_TEST_TUNABLES` here, a
+/// comma-separated list of `key=value` that shortens delays and limits so that
+/// fault-injection tests need not wait the real ones. Release builds ignore it: users'
+/// environments cannot change timeouts. Unknown keys and malformed items are ignored;
+/// times are in milliseconds (at least 1).
+///
+/// | key | what (default) |
+/// |---|---|
+/// | `http_timeout_ms` | give up on a request to the provider ([`Tunables::http_timeout`], 30 s) |
+/// | `exchange_retry_ms` | delay between code-exchange attempts (6 s) |
+/// | `notify_timeout_ms` | kill notification and token-event commands (10 s) |
+/// | `check_timeout_ms` | kill `transient_error_if_cmd` (3 min) |
+/// | `check_every` | transient failures in a row before `transient_error_if_cmd` runs (6) |
+/// | `slow_down_ms` | device-flow interval increase on `slow_down` (5 s) |
+/// | `control_timeout_ms` | per control client ([`Timeouts::control`], 10 s) |
+/// | `redirect_timeout_ms` | per redirect connection ([`Timeouts::redirect`], 10 s) |
 pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
-    fill_secrets(&mut settings.config)?;
+    // The socket first: a second server is refused before it runs any command (a
+    // `client_secret_cmd` may ask for a passphrase).
     let control = bind_control(&settings.socket_path)?;
+    if let Err(e) = fill_secrets(&mut settings.config) {
+        let _ = std::fs::remove_file(&settings.socket_path);
+        return Err(e);
+    }
     let http = match &settings.config.http_listen {
         Some(addr) => Some(bind_tcp(addr, "http_listen")?),
         None => None,
@@ -110,12 +159,14 @@ pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
         }
         None => None,
     };
+    let (tunables, timeouts) = tunables_from_env();
     Ok(Prepared {
         settings,
         control,
         http,
         https,
-        tunables: tunables_from_env(),
+        tunables,
+        timeouts,
     })
 }
 
@@ -141,19 +192,16 @@ fn fill_secrets(config: &mut Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Debug builds (the ones `cargo test` runs) may shorten the core's delays through
-/// `PIZAUTH_TEST_TUNABLES` (`http_timeout_ms=...,exchange_retry_ms=...,
-/// notify_timeout_ms=...,check_timeout_ms=...`, and `check_every=N` transient failures
-/// before `transient_error_if_cmd` runs), so fault-injection tests need not wait
-/// the real 30 s. Release builds ignore it: users' environments cannot change timeouts.
-/// Unknown keys are ignored.
-fn tunables_from_env() -> Tunables {
+/// The core's tunables and the driver's timeouts: the defaults, or in debug builds as
+/// `PIZAUTH_TEST_TUNABLES` says (the keys are listed at [`prepare`]).
+fn tunables_from_env() -> (Tunables, Timeouts) {
     let mut t = Tunables::default();
+    let mut timeouts = Timeouts::default();
     if !cfg!(debug_assertions) {
-        return t;
+        return (t, timeouts);
     }
     let Ok(spec) = std::env::var("PIZAUTH_TEST_TUNABLES") else {
-        return t;
+        return (t, timeouts);
     };
     for item in spec.split(',') {
         let Some((k, v)) = item.split_once('=') else {
@@ -169,10 +217,13 @@ fn tunables_from_env() -> Tunables {
             "exchange_retry_ms" => t.exchange_retry_delay = d,
             "notify_timeout_ms" => t.notify_timeout = d,
             "check_timeout_ms" => t.check_timeout = d,
+            "slow_down_ms" => t.slow_down = d,
+            "control_timeout_ms" => timeouts.control = d,
+            "redirect_timeout_ms" => timeouts.redirect = d,
             _ => (),
         }
     }
-    t
+    (t, timeouts)
 }
 
 /// Binds the control socket: refuses if a live server answers on it, replaces a stale
@@ -212,6 +263,8 @@ fn bind_control(path: &Path) -> Result<StdUnixListener, StartError> {
 fn bind_tcp(addr: &str, option: &str) -> Result<StdTcpListener, StartError> {
     let listener = StdTcpListener::bind(addr)
         .map_err(|e| StartError::Other(format!("cannot listen on {addr} ({option}): {e}")))?;
+    // SAFETY: plain integer arguments on a socket we own.
+    unsafe { libc::listen(listener.as_raw_fd(), REDIRECT_BACKLOG) };
     listener
         .set_nonblocking(true)
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -304,12 +357,14 @@ struct Driver {
     exiting: bool,
     /// The time of the current loop turn.
     now: Now,
+    /// Per-connection time limits.
+    timeouts: Timeouts,
     /// Inputs are being handled: a nested `handle` only queues.
     draining: bool,
 }
 
 impl Driver {
-    fn new(p: Prepared, log: Box<dyn Log>) -> io::Result<Driver> {
+    fn new(mut p: Prepared, log: Box<dyn Log>) -> io::Result<Driver> {
         // Before any thread exists: the signal mask must be inherited by all of them.
         let mut signals = Signals::new()?;
         let core_dumps = os::disable_core_dumps();
@@ -337,8 +392,10 @@ impl Driver {
         let mut timer = BootTimer::new()?;
         registry.register(&mut timer, TIMER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(registry, WAKER)?);
-        let mut server =
-            Server::with_tunables(p.settings.config.clone(), listeners, p.tunables.clone());
+        // Moved, not copied: with many accounts a copy costs start-up time and leaves
+        // freed memory behind.
+        let config = std::mem::take(&mut p.settings.config);
+        let mut server = Server::with_tunables(config, listeners, p.tunables.clone());
         server.set_log_level(log.max_level());
         server.set_config_name(p.settings.config_path.display().to_string());
         let now = os::now();
@@ -366,6 +423,7 @@ impl Driver {
             touch_at: now.boot + TOUCH_EVERY,
             exiting: false,
             now,
+            timeouts: p.timeouts,
             draining: false,
         };
         if let Err(e) = core_dumps {
@@ -375,6 +433,7 @@ impl Driver {
     }
 
     fn run(&mut self) -> io::Result<()> {
+        release_free_memory();
         self.log(Level::Info, "server started");
         self.handle(os::now(), Input::Started);
         if let Err(e) = os::notify_ready() {
@@ -473,6 +532,7 @@ impl Driver {
             Output::ReadConfig => {
                 let result = read_config(&self.config_path);
                 self.push_input(Input::ConfigRead { result });
+                release_free_memory();
             }
             Output::Log { level, message } => self.log(level, &message),
             Output::Exit => self.exiting = true,
@@ -581,9 +641,16 @@ impl Driver {
         let registry = self.poll.registry();
         let (deadline, kind) = match conn {
             Conn::Control(mut c) => {
-                let _ = registry.deregister(&mut c.stream);
+                if c.registered {
+                    let _ = registry.deregister(&mut c.stream);
+                }
                 self.ids.remove(&c.id);
-                (c.deadline, 0)
+                let (deadline, large) = (c.deadline, c.large);
+                drop(c);
+                if large {
+                    release_free_memory();
+                }
+                (deadline, 0)
             }
             Conn::Redirect(mut c) => {
                 c.stream.close();
@@ -622,6 +689,17 @@ impl Driver {
         if level <= self.log.max_level() {
             self.log.log(level, message);
         }
+    }
+}
+
+/// Gives the allocator's free pages back to the system. Parsing the config and building
+/// the server free far more memory than the loop then holds, and glibc keeps freed pages
+/// in the middle of its heap, where they count as the daemon's resident memory.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only hands free memory of the allocator back to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

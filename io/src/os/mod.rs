@@ -80,10 +80,12 @@ pub fn disable_core_dumps() -> io::Result<()> {
     Ok(())
 }
 
-/// The real user id of this process.
+/// The real user id of this process (asked once: the server checks it for every control
+/// client, and it never changes).
 pub fn getuid() -> u32 {
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
+    *UID.get_or_init(|| unsafe { libc::getuid() })
 }
 
 /// The user id of the process on the other end of a connected Unix socket, as the

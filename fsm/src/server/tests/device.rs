@@ -231,9 +231,13 @@ fn client_credentials_failures_say_what_failed_and_reach_status() {
         logs(&out, Level::Error).contains(&"svc: requesting a token with the client credentials failed: token endpoint answered HTTP 404"),
         "{out:?}"
     );
-    let Reply::Status { accounts } = sim.ask(Request::Status).0 else { panic!() };
+    let Reply::Status { accounts } = sim.ask(Request::Status).0 else {
+        panic!()
+    };
     assert_eq!(
         accounts[0].last_error.as_ref().map(|e| e.message.as_str()),
-        Some("requesting a token with the client credentials failed: token endpoint answered HTTP 404")
+        Some(
+            "requesting a token with the client credentials failed: token endpoint answered HTTP 404"
+        )
     );
 }
