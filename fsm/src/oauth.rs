@@ -225,32 +225,8 @@ pub struct DeviceResponse {
 
 /// Interprets a device authorisation response.
 pub fn parse_device_response(resp: &HttpResponse) -> Result<DeviceResponse, TokenError> {
-    let json: Option<Value> = serde_json::from_slice(resp.body.expose()).ok();
-    let text = |key: &str| -> Option<String> {
-        json.as_ref()
-            .and_then(|j| j.get(key))
-            .and_then(Value::as_str)
-            .map(clean_provider_text)
-    };
-    if is_transient_status(resp.status) {
-        return Err(TokenError::Transient {
-            status: resp.status,
-            retry_after: retry_after(resp),
-        });
-    }
-    let error = text("error");
-    if !(200..300).contains(&resp.status) || error.is_some() {
-        return Err(TokenError::Rejected {
-            status: resp.status,
-            error,
-            description: text("error_description"),
-        });
-    }
-    let Some(obj) = json.as_ref().and_then(Value::as_object) else {
-        return Err(TokenError::Malformed(
-            "the body is not a JSON object".into(),
-        ));
-    };
+    let json = successful_json(resp)?;
+    let obj = &json;
     let string = |key: &str| match obj.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
@@ -418,13 +394,10 @@ impl fmt::Display for TokenError {
     }
 }
 
-/// Whether an HTTP status from a token endpoint is worth retrying (SPEC.md section 5).
-pub fn is_transient_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-}
-
-/// Interprets a token-endpoint response.
-pub fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, TokenError> {
+/// The JSON object of a successful answer from a token or device endpoint, or the error
+/// it amounts to: a status worth retrying (SPEC.md section 5), another error status or an
+/// `error` field (RFC 6749 5.2), or a body that is not a JSON object.
+fn successful_json(resp: &HttpResponse) -> Result<serde_json::Map<String, Value>, TokenError> {
     let json: Option<Value> = serde_json::from_slice(resp.body.expose()).ok();
     let text = |key: &str| -> Option<String> {
         json.as_ref()
@@ -446,11 +419,23 @@ pub fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, TokenE
             description: text("error_description"),
         });
     }
-    let Some(obj) = json.as_ref().and_then(Value::as_object) else {
-        return Err(TokenError::Malformed(
+    match json {
+        Some(Value::Object(obj)) => Ok(obj),
+        _ => Err(TokenError::Malformed(
             "the body is not a JSON object".into(),
-        ));
-    };
+        )),
+    }
+}
+
+/// Whether an HTTP status from a token endpoint is worth retrying (SPEC.md section 5).
+pub fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Interprets a token-endpoint response.
+pub fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, TokenError> {
+    let json = successful_json(resp)?;
+    let obj = &json;
     let access_token = match obj.get("access_token") {
         Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
         Some(_) => {

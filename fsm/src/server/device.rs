@@ -10,7 +10,7 @@ use crate::event::{HttpRequest, HttpResponse, Level, Method, Output, TransportEr
 use crate::oauth::{self, TokenError};
 use crate::time::Now;
 
-use super::account::{Active, Device, InFlight, Next, Polling, State, Step, Tokens};
+use super::account::{Device, InFlight, Polling, State, Step};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Which};
 use super::{AccountId, Server};
@@ -233,22 +233,8 @@ impl Server {
         };
         match oauth::parse_token_response(&response) {
             Ok(t) => {
-                let lifetime = self.lifetime(id, t.expires_in);
-                let tokens = Tokens {
-                    access: t.access_token,
-                    refresh: t.refresh_token,
-                    obtained: flight.sent,
-                    expires: flight.sent + lifetime,
-                };
-                self.update(id, |_, _| {
-                    State::Active(Active {
-                        tokens,
-                        failures: 0,
-                        last_attempt: None,
-                        next: Next::RefreshAt(now.boot),
-                    })
-                });
-                self.schedule(now, id);
+                let tokens = self.tokens_from(id, t, flight.sent);
+                self.install(now, id, tokens);
                 self.token_event(id, TokenEvent::New);
             }
             Err(TokenError::Rejected { error: Some(e), .. }) if e == "authorization_pending" => {

@@ -14,10 +14,7 @@ use crate::oauth::{self, STATE_BYTES, VERIFIER_BYTES};
 use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
-use super::account::{
-    Active, Device, Exchanging, Failed, Grant, InFlight, Next, Pending, Polling, State, Step,
-    Tokens,
-};
+use super::account::{Device, Exchanging, Failed, Grant, InFlight, Pending, Polling, State, Step};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
 use super::{AccountId, Server};
@@ -249,14 +246,7 @@ impl Server {
             Resolved::Url(u) => u,
             Resolved::Discovering(_) => {
                 // Only after a failure forgot the metadata: try again shortly.
-                let at = now.boot + self.tunables.exchange_retry_delay;
-                return self.update(id, |_, state| match state {
-                    State::Exchanging(mut x) => {
-                        x.step = Step::RetryAt(at);
-                        State::Exchanging(x)
-                    }
-                    other => other,
-                });
+                return self.retry_exchange_later(now, id);
             }
             Resolved::Missing(why) => return self.fail(now, id, why),
         };
@@ -391,35 +381,13 @@ impl Server {
                     Level::Warn,
                     format!("{name}: {what} failed ({}); retrying", e.message),
                 );
-                let at = now.boot + self.tunables.exchange_retry_delay;
-                return self.update(id, |_, state| match state {
-                    State::Exchanging(mut x) => {
-                        x.step = Step::RetryAt(at);
-                        State::Exchanging(x)
-                    }
-                    other => other,
-                });
+                return self.retry_exchange_later(now, id);
             }
         };
         match oauth::parse_token_response(&response) {
             Ok(t) => {
-                let lifetime = self.lifetime(id, t.expires_in);
-                let tokens = Tokens {
-                    access: t.access_token,
-                    refresh: t.refresh_token,
-                    obtained: flight.sent,
-                    expires: flight.sent + lifetime,
-                };
-                self.update(id, |_, _| {
-                    State::Active(Active {
-                        tokens,
-                        failures: 0,
-                        last_attempt: None,
-                        // Replaced at once by `schedule`.
-                        next: Next::RefreshAt(now.boot),
-                    })
-                });
-                self.schedule(now, id);
+                let tokens = self.tokens_from(id, t, flight.sent);
+                self.install(now, id, tokens);
                 self.token_event(id, TokenEvent::New);
             }
             Err(e) => {
@@ -427,6 +395,18 @@ impl Server {
                 self.fail(now, id, format!("{what} failed: {e}"));
             }
         }
+    }
+
+    /// Sends the exchange again after `exchange_retry_delay`.
+    fn retry_exchange_later(&mut self, now: Now, id: AccountId) {
+        let at = now.boot + self.tunables.exchange_retry_delay;
+        self.update(id, |_, state| match state {
+            State::Exchanging(mut x) => {
+                x.step = Step::RetryAt(at);
+                State::Exchanging(x)
+            }
+            other => other,
+        });
     }
 
     /// What an exchange is, for messages.

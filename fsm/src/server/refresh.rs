@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::event::{HttpRequest, HttpResponse, Level, Method, Output, TransportError};
-use crate::oauth::{self, TokenError};
+use crate::oauth::{self, TokenError, TokenResponse};
 use crate::time::{Instant, Now};
 
 use super::account::{Active, Failed, InFlight, Next, Refreshing, State, Tokens};
@@ -23,6 +23,33 @@ impl Server {
                     s.config.timing.refresh_at_least
                 })
         })
+    }
+
+    /// The tokens of a successful token response to a request sent at `sent` (from which
+    /// `expires_in` counts).
+    pub(super) fn tokens_from(&self, id: AccountId, t: TokenResponse, sent: Instant) -> Tokens {
+        let lifetime = self.lifetime(id, t.expires_in);
+        Tokens {
+            access: t.access_token,
+            refresh: t.refresh_token,
+            obtained: sent,
+            expires: sent + lifetime,
+        }
+    }
+
+    /// Makes account `id` active with `tokens` (replacing whatever it was doing) and
+    /// schedules its refresh.
+    pub(super) fn install(&mut self, now: Now, id: AccountId, tokens: Tokens) {
+        self.update(id, |_, _| {
+            State::Active(Active {
+                tokens,
+                failures: 0,
+                last_attempt: None,
+                // Replaced at once by `schedule`.
+                next: Next::RefreshAt(now.boot),
+            })
+        });
+        self.schedule(now, id);
     }
 
     /// Sets when an active account next acts: at

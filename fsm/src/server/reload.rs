@@ -10,7 +10,7 @@ use crate::protocol::Reply;
 use crate::secret::Secret;
 use crate::time::Now;
 
-use super::account::{Active, Next, State, Tokens};
+use super::account::{State, Tokens};
 use super::children::Purpose;
 use super::{AccountId, Server};
 
@@ -312,15 +312,7 @@ impl Server {
                 obtained: now.boot_at(dumped.obtained),
                 expires: now.boot_at(dumped.expires),
             };
-            self.update(id, |_, _| {
-                State::Active(Active {
-                    tokens,
-                    failures: 0,
-                    last_attempt: None,
-                    next: Next::RefreshAt(now.boot),
-                })
-            });
-            self.schedule(now, id);
+            self.install(now, id, tokens);
             restored += 1;
         }
         self.log(
