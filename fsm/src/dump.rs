@@ -139,7 +139,7 @@ pub fn fingerprint(account: &Account) -> String {
     field(h, account.redirect_uri.as_str().as_bytes());
     optional(h, account.revoke_uri.as_ref().map(|u| u.as_str()));
     field(h, &(account.scopes.len() as u64).to_be_bytes());
-    for s in &account.scopes {
+    for s in account.scopes.iter() {
         field(h, s.as_bytes());
     }
     optional(h, account.token_uri.as_ref().map(|u| u.as_str()));

@@ -1,5 +1,6 @@
 //! What goes into the core and what comes out of it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -190,8 +191,9 @@ pub enum Method {
 pub struct HttpRequest {
     /// The method.
     pub method: Method,
-    /// The URL (http or https).
-    pub url: Url,
+    /// The URL (http or https); shared with the account it came from (a storm of
+    /// refreshes sends one request per account to the same endpoint).
+    pub url: Arc<Url>,
     /// An `application/x-www-form-urlencoded` body for `POST`, empty for `GET`; it holds
     /// secrets (codes, verifiers, refresh tokens, client secrets).
     pub body: Secret<Vec<u8>>,

@@ -2,6 +2,7 @@
 //! bodies, and the classification of token-endpoint responses.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -49,7 +50,7 @@ pub fn redirect_uri(
         (_, _, Some(p)) => p,
         _ => return None,
     };
-    let mut uri = account.redirect_uri.clone();
+    let mut uri = Url::clone(&account.redirect_uri);
     let scheme = if account.redirect_uri.scheme() == "https" && https_port.is_some() {
         "https"
     } else {
@@ -260,13 +261,13 @@ pub fn parse_device_response(resp: &HttpResponse) -> Result<DeviceResponse, Toke
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     /// `authorization_endpoint`.
-    pub authorization_endpoint: Option<Url>,
+    pub authorization_endpoint: Option<Arc<Url>>,
     /// `token_endpoint`.
-    pub token_endpoint: Option<Url>,
+    pub token_endpoint: Option<Arc<Url>>,
     /// `device_authorization_endpoint`.
-    pub device_authorization_endpoint: Option<Url>,
+    pub device_authorization_endpoint: Option<Arc<Url>>,
     /// `revocation_endpoint`.
-    pub revocation_endpoint: Option<Url>,
+    pub revocation_endpoint: Option<Arc<Url>>,
 }
 
 /// Where to fetch an issuer's metadata: RFC 8414 (the well-known path inserted before
@@ -303,7 +304,7 @@ pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Metadata, Str
             clean_provider_text(claimed)
         ));
     }
-    let endpoint = |key: &str| -> Result<Option<Url>, String> {
+    let endpoint = |key: &str| -> Result<Option<Arc<Url>>, String> {
         match obj.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => match Url::parse(s) {
@@ -312,7 +313,7 @@ pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Metadata, Str
                         && u.host().is_some()
                         && u.fragment().is_none() =>
                 {
-                    Ok(Some(u))
+                    Ok(Some(Arc::new(u)))
                 }
                 _ => Err(format!("'{key}' is not an absolute http(s) URL")),
             },

@@ -84,7 +84,7 @@ fn microsoft_365() {
         "https://login.microsoftonline.com/common/oauth2/v2.0/token"
     );
     assert_eq!(
-        a.scopes,
+        a.scopes[..],
         [
             "https://outlook.office365.com/IMAP.AccessAsUser.All",
             "https://outlook.office365.com/SMTP.Send",
@@ -115,7 +115,7 @@ fn gmail() {
         a.client_secret.as_ref().map(|s| s.as_str()),
         Some("GOCSPX-abcdefghijklmnopqrstuvwxyz0")
     );
-    assert_eq!(a.scopes, ["https://mail.google.com/"]);
+    assert_eq!(a.scopes[..], ["https://mail.google.com/"]);
     assert_eq!(a.auth_uri_fields.len(), 2);
 }
 
@@ -147,7 +147,7 @@ fn a_file_with_every_option() {
         e.client_secret.as_ref().map(|s| s.as_str()),
         Some("secret with \\ and \" inside")
     );
-    assert_eq!(e.scopes, ["openid", "email"]);
+    assert_eq!(e.scopes[..], ["openid", "email"]);
     assert_eq!(e.auth_uri_fields.len(), 2);
     assert_eq!(e.redirect_uri.as_str(), "https://localhost/callback");
     assert_eq!(e.timing.refresh_at_least, Duration::from_secs(7200));

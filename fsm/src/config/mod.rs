@@ -4,6 +4,7 @@
 //! (`validate`). Every problem becomes a [`Diagnostic`] naming file, line and column; the
 //! parser recovers after a syntax error, so one run reports every problem in a file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -86,6 +87,10 @@ impl Flow {
 }
 
 /// One `account "name" { ... }` block, with the global defaults already folded in.
+///
+/// Endpoints and scopes are shared, not copied: accounts of one provider usually name the
+/// same URIs and scopes, so the parser gives every account that writes the same text the
+/// same `Arc` (a daemon with a thousand accounts holds each endpoint once).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Account {
     /// The account's name, as given after `account`.
@@ -94,16 +99,16 @@ pub struct Account {
     pub flow: Flow,
     /// `issuer`: where to discover the endpoints not given here (RFC 8414, OpenID
     /// Connect discovery).
-    pub issuer: Option<Url>,
+    pub issuer: Option<Arc<Url>>,
     /// `auth_uri`: absolute http(s), no fragment. Given unless discovered from `issuer`
     /// or unused by the flow.
-    pub auth_uri: Option<Url>,
+    pub auth_uri: Option<Arc<Url>>,
     /// `token_uri`: absolute http(s), no fragment. Given unless discovered.
-    pub token_uri: Option<Url>,
+    pub token_uri: Option<Arc<Url>>,
     /// `device_auth_uri`, for the device flow. Given unless discovered.
-    pub device_auth_uri: Option<Url>,
+    pub device_auth_uri: Option<Arc<Url>>,
     /// `revoke_uri`: the RFC 7009 revocation endpoint, if given (or discovered).
-    pub revoke_uri: Option<Url>,
+    pub revoke_uri: Option<Arc<Url>>,
     /// `client_id`.
     pub client_id: String,
     /// `client_secret`, if any; filled in from `client_secret_cmd` by whoever runs it.
@@ -111,12 +116,12 @@ pub struct Account {
     /// `client_secret_cmd`: a shell command whose trimmed stdout is the client secret.
     pub client_secret_cmd: Option<String>,
     /// `scopes`, in order (may be empty).
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     /// `auth_uri_fields`, in order, keys may repeat; a deprecated `login_hint` is folded in
     /// here as the entry `login_hint`.
     pub auth_uri_fields: Vec<(String, String)>,
     /// `redirect_uri` (default `http://localhost/`); its port is replaced by the listener's.
-    pub redirect_uri: Url,
+    pub redirect_uri: Arc<Url>,
     /// Refresh timing, the account's own value or the global one.
     pub timing: Timing,
 }

@@ -1,6 +1,7 @@
 //! Tests of the whole configuration language: every option and its default, and every
 //! rule of SPEC.md section 4 with the exact message it produces.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
@@ -156,7 +157,7 @@ fn every_account_option() {
          refresh_retry = 3s;\n",
     ));
     assert_eq!(a.client_secret.as_ref().map(Secret::as_str), Some("s3cret"));
-    assert_eq!(a.scopes, ["a", "b", "offline_access"]);
+    assert_eq!(a.scopes[..], ["a", "b", "offline_access"]);
     let fields: Vec<_> = a
         .auth_uri_fields
         .iter()
@@ -237,6 +238,33 @@ fn accounts_are_sorted_and_found_by_name() {
 }
 
 #[test]
+fn accounts_of_one_provider_share_their_endpoints_and_scopes() {
+    let scopes = "scopes = [\"mail\", \"offline_access\"];";
+    let src = format!(
+        "account \"a\" {{ {MANDATORY} {scopes} }}\n\
+         account \"b\" {{ {MANDATORY} {scopes} }}\n\
+         account \"c\" {{ {MANDATORY} scopes = [\"mail\"]; \
+         redirect_uri = \"http://localhost/\"; }}\n"
+    );
+    let c = config(&src);
+    let [a, b, other] = &c.accounts[..] else {
+        panic!("three accounts expected")
+    };
+    let same = |x: &Option<Arc<Url>>, y: &Option<Arc<Url>>| match (x, y) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    };
+    assert!(same(&a.auth_uri, &b.auth_uri) && same(&a.token_uri, &other.token_uri));
+    assert!(Arc::ptr_eq(&a.scopes, &b.scopes));
+    assert!(!Arc::ptr_eq(&a.scopes, &other.scopes));
+    assert_eq!(other.scopes[..], ["mail"]);
+    // The default redirect URI and one written out equal each other; only the default
+    // one is shared.
+    assert!(Arc::ptr_eq(&a.redirect_uri, &b.redirect_uri));
+    assert_eq!(a.redirect_uri, other.redirect_uri);
+}
+
+#[test]
 fn strings_escapes_newlines_and_comments() {
     let a = the_account(&account(
         "client_secret = \"a\\\"b\\\\c // not a comment\";\n\
@@ -247,7 +275,7 @@ fn strings_escapes_newlines_and_comments() {
         a.client_secret.as_ref().map(Secret::as_str),
         Some("a\"b\\c // not a comment")
     );
-    assert_eq!(a.scopes, ["x\ny"]);
+    assert_eq!(a.scopes[..], ["x\ny"]);
     let a = the_account(&account("scopes = [];\nauth_uri_fields = {};"));
     assert!(a.scopes.is_empty() && a.auth_uri_fields.is_empty());
 }

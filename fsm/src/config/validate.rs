@@ -7,6 +7,7 @@
 //! [`Account`], with defaults and the per-account timing fallback.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use url::Url;
@@ -43,6 +44,7 @@ pub(super) fn parse(source: &str, file: &str) -> Result<Parsed, Diagnostics> {
         warnings: Vec::new(),
         dropped: 0,
         uris: BTreeMap::new(),
+        scopes: BTreeMap::new(),
     };
     for e in &syntax.errors {
         v.error(e.offset, || e.message.clone());
@@ -55,7 +57,7 @@ pub(super) fn parse(source: &str, file: &str) -> Result<Parsed, Diagnostics> {
 #[derive(Clone, Debug, PartialEq)]
 enum Typed {
     Text(String),
-    Uri(Url),
+    Uri(Arc<Url>),
     Listen(Option<String>),
     Time(Duration),
     List(Vec<String>),
@@ -93,9 +95,9 @@ impl Settings<'_> {
         }
     }
 
-    fn uri(&self, name: &str) -> Option<Url> {
+    fn uri(&self, name: &str) -> Option<Arc<Url>> {
         match self.value(name) {
-            Some(Typed::Uri(u)) => Some(u.clone()),
+            Some(Typed::Uri(u)) => Some(Arc::clone(u)),
             _ => None,
         }
     }
@@ -139,7 +141,9 @@ struct Validator<'a> {
     dropped: usize,
     /// URIs already parsed, by their text: accounts of one provider share their
     /// endpoints, and parsing a URI costs more than the rest of its account.
-    uris: BTreeMap<String, Url>,
+    uris: BTreeMap<String, Arc<Url>>,
+    /// Scope lists already made, by their items: shared in the same way.
+    scopes: BTreeMap<Vec<String>, Arc<[String]>>,
 }
 
 impl Validator<'_> {
@@ -338,11 +342,11 @@ impl Validator<'_> {
         let redirect_uri = match s.get("redirect_uri") {
             Some(_) => s.uri("redirect_uri")?,
             // The constant is a valid URI (a test checks it), so this never falls back.
-            // Parsed once, not once per account.
+            // Parsed once per process, and shared by every account that uses it.
             None => {
-                static DEFAULT: std::sync::OnceLock<Option<Url>> = std::sync::OnceLock::new();
+                static DEFAULT: OnceLock<Option<Arc<Url>>> = OnceLock::new();
                 DEFAULT
-                    .get_or_init(|| Url::parse(DEFAULT_REDIRECT_URI).ok())
+                    .get_or_init(|| Url::parse(DEFAULT_REDIRECT_URI).ok().map(Arc::new))
                     .clone()?
             }
         };
@@ -357,7 +361,7 @@ impl Validator<'_> {
             client_id: s.text("client_id")?,
             client_secret: s.text("client_secret").map(Secret::new),
             client_secret_cmd: s.text("client_secret_cmd"),
-            scopes: s.list("scopes").unwrap_or_default(),
+            scopes: self.scopes(s.list("scopes").unwrap_or_default()),
             auth_uri_fields: fields,
             redirect_uri,
             timing: Timing {
@@ -370,6 +374,16 @@ impl Validator<'_> {
                 refresh_retry: s.time("refresh_retry").unwrap_or(defaults.refresh_retry),
             },
         })
+    }
+
+    /// The scope list `items`, shared with every account that gives the same list.
+    fn scopes(&mut self, items: Vec<String>) -> Arc<[String]> {
+        if let Some(shared) = self.scopes.get(&items) {
+            return Arc::clone(shared);
+        }
+        let list: Arc<[String]> = items.iter().cloned().collect();
+        self.scopes.insert(items, Arc::clone(&list));
+        list
     }
 
     /// Checks the statements of one scope against the option table.
@@ -470,9 +484,10 @@ impl Validator<'_> {
             }
             (Kind::NonEmptyText, Value::Str(s)) => Ok(Typed::Text(s.clone())),
             (Kind::HttpUri, Value::Str(s)) => match self.uris.get(s) {
-                Some(url) => Ok(Typed::Uri(url.clone())),
+                Some(url) => Ok(Typed::Uri(Arc::clone(url))),
                 None => http_uri(def.name, s).map(|url| {
-                    self.uris.insert(s.clone(), url.clone());
+                    let url = Arc::new(url);
+                    self.uris.insert(s.clone(), Arc::clone(&url));
                     Typed::Uri(url)
                 }),
             },

@@ -2,6 +2,7 @@
 //! organisations that forbid localhost redirects: ask for a device code and a user code,
 //! tell the user where to enter it, and poll the token endpoint until they have.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -17,7 +18,7 @@ use super::{AccountId, Server};
 
 impl Server {
     /// Asks the device authorisation endpoint `url` for codes.
-    pub(super) fn start_device(&mut self, now: Now, id: AccountId, url: Url) {
+    pub(super) fn start_device(&mut self, now: Now, id: AccountId, url: Arc<Url>) {
         let request = self.fresh_request();
         let Some(slot) = self.accounts.get(&id) else {
             return;

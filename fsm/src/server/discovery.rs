@@ -2,6 +2,8 @@
 //! metadata (RFC 8414, else OpenID Connect discovery), fetched when first needed, kept in
 //! memory, and fetched again the next time they are needed after a failure.
 
+use std::sync::Arc;
+
 use url::Url;
 
 use crate::config::Flow;
@@ -48,7 +50,7 @@ impl Which {
         }
     }
 
-    fn from(self, m: &Metadata) -> Option<Url> {
+    fn from(self, m: &Metadata) -> Option<Arc<Url>> {
         match self {
             Which::Auth => m.authorization_endpoint.clone(),
             Which::Token => m.token_endpoint.clone(),
@@ -62,7 +64,7 @@ impl Which {
 #[derive(Debug)]
 pub(crate) enum Resolved {
     /// Here it is.
-    Url(Url),
+    Url(Arc<Url>),
     /// The issuer's metadata is being fetched; wait with [`Server::await_issuer`].
     Discovering(String),
     /// There is none, for this reason.
@@ -115,7 +117,7 @@ pub(crate) enum Side {
     /// Fetching an issuer's metadata; `stage` 0 is RFC 8414, 1 is OpenID Connect.
     Discovery {
         /// The issuer, as configured.
-        issuer: Url,
+        issuer: Arc<Url>,
         /// Which well-known URL.
         stage: usize,
     },
@@ -138,7 +140,7 @@ impl Server {
             Which::Revoke => &c.revoke_uri,
         };
         if let Some(u) = explicit {
-            return Resolved::Url(u.clone());
+            return Resolved::Url(Arc::clone(u));
         }
         let Some(issuer) = c.issuer.clone() else {
             return Resolved::Missing(format!("no {} is configured", which.option()));
@@ -187,8 +189,9 @@ impl Server {
         }
     }
 
-    fn fetch_metadata(&mut self, now: Now, issuer: Url, stage: usize) {
-        let url = oauth::discovery_urls(&issuer)[stage.min(1)].clone();
+    fn fetch_metadata(&mut self, now: Now, issuer: Arc<Url>, stage: usize) {
+        let [rfc8414, oidc] = oauth::discovery_urls(&issuer);
+        let url = Arc::new(if stage == 0 { rfc8414 } else { oidc });
         let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;
         self.log(
@@ -268,7 +271,13 @@ impl Server {
         self.side_finished(now, request, Err(error), entropy);
     }
 
-    fn discovered(&mut self, now: Now, issuer: Url, metadata: Metadata, entropy: &mut dyn Entropy) {
+    fn discovered(
+        &mut self,
+        now: Now,
+        issuer: Arc<Url>,
+        metadata: Metadata,
+        entropy: &mut dyn Entropy,
+    ) {
         self.log(Level::Info, format!("learnt the endpoints of {issuer}"));
         let waiters = match self
             .issuers
@@ -294,7 +303,7 @@ impl Server {
         }
     }
 
-    fn discovery_failed(&mut self, now: Now, issuer: Url, why: String) {
+    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String) {
         let why = format!("cannot discover the endpoints of {issuer}: {why}");
         self.log(Level::Warn, why.clone());
         let waiters = match self.issuers.insert(issuer.to_string(), IssuerState::Failed) {

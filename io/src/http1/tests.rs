@@ -12,7 +12,7 @@ use url::Url;
 fn request(method: Method, url: &str, body: &str) -> HttpRequest {
     HttpRequest {
         method,
-        url: Url::parse(url).expect("url"),
+        url: Url::parse(url).expect("url").into(),
         body: Secret::new(body.as_bytes().to_vec()),
         timeout: Duration::from_secs(30),
     }

@@ -8,7 +8,7 @@ fn device_account(name: &str) -> Account {
     let mut a = account(name);
     a.flow = Flow::Device;
     a.auth_uri = None;
-    a.device_auth_uri = Some(Url::parse("https://auth.example/device").unwrap());
+    a.device_auth_uri = Some(Url::parse("https://auth.example/device").unwrap().into());
     a
 }
 

@@ -5,7 +5,7 @@ use crate::event::Method;
 
 fn issuer_account(name: &str) -> Account {
     let mut a = account(name);
-    a.issuer = Some(Url::parse("https://id.example/tenant").unwrap());
+    a.issuer = Some(Url::parse("https://id.example/tenant").unwrap().into());
     a.auth_uri = None;
     a.token_uri = None;
     a
@@ -61,7 +61,7 @@ fn discovery_tries_rfc8414_then_openid_and_then_starts_the_flow() {
 #[test]
 fn configured_endpoints_win_over_discovered_ones() {
     let mut a = issuer_account("a");
-    a.token_uri = Some(Url::parse("https://override.example/token").unwrap());
+    a.token_uri = Some(Url::parse("https://override.example/token").unwrap().into());
     let mut sim = Sim::new(config(vec![a]));
     let (_, out) = sim.show("a");
     let (id, _) = single_http(&out);
@@ -122,7 +122,7 @@ fn discovery_transport_failures_and_timeouts_are_retried_when_next_needed() {
 #[test]
 fn revoke_also_revokes_the_refresh_token_at_the_provider() {
     let mut a = account("a");
-    a.revoke_uri = Some(Url::parse("https://auth.example/revoke").unwrap());
+    a.revoke_uri = Some(Url::parse("https://auth.example/revoke").unwrap().into());
     a.client_secret = Some(Secret::new("S".into()));
     let mut sim = Sim::new(config(vec![a.clone()]));
     sim.authorise("a", "AT", Some("RT"), 3600);

@@ -70,7 +70,7 @@ fn show_u_omits_the_url_and_a_second_show_reuses_the_request() {
 #[test]
 fn redirect_uri_follows_the_listener_for_its_scheme() {
     let mut a = account("secure");
-    a.redirect_uri = Url::parse("https://localhost/cb?x=1").unwrap();
+    a.redirect_uri = Url::parse("https://localhost/cb?x=1").unwrap().into();
     let mut sim = Sim::new(config(vec![a]));
     let url = sim.show_text("secure").unwrap_err();
     assert_eq!(
