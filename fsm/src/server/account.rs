@@ -12,15 +12,20 @@ use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
 /// The state of one account.
+///
+/// The states of a flow under way are boxed: at any moment almost every account is
+/// unauthorised or holds a token, and an inline `Pending` (216 bytes) would make every
+/// account's state that large (a boxed one keeps `State` at 104 bytes, the size of
+/// `Active`).
 #[derive(Debug)]
 pub(crate) enum State {
     /// No token, nothing under way.
     Unauthorised,
     /// An authorisation URL has been handed out; waiting for the browser's redirect.
-    Pending(Pending),
+    Pending(Box<Pending>),
     /// Exchanging a grant for tokens: the code the redirect brought, or (for
     /// `client_credentials`) the client's own credentials.
-    Exchanging(Exchanging),
+    Exchanging(Box<Exchanging>),
     /// The device flow (RFC 8628): asking for codes, then polling while the user enters
     /// the code elsewhere.
     Device(Device),
@@ -88,7 +93,7 @@ pub(crate) enum Device {
     /// Asking the device authorisation endpoint for codes (RFC 8628 3.1).
     Requesting(InFlight),
     /// Polling the token endpoint while the user enters the code (RFC 8628 3.4).
-    Polling(Polling),
+    Polling(Box<Polling>),
 }
 
 /// Codes obtained; waiting for the user.
@@ -130,6 +135,16 @@ pub(crate) enum Step {
     InFlight(InFlight),
     /// Waiting to send again at this instant.
     RetryAt(Instant),
+}
+
+impl Step {
+    /// The request in flight, if one is.
+    pub fn in_flight(&self) -> Option<InFlight> {
+        match self {
+            Step::InFlight(f) => Some(*f),
+            Step::RetryAt(_) => None,
+        }
+    }
 }
 
 /// A request in flight.
@@ -227,16 +242,10 @@ impl State {
     /// The HTTP request in flight, if any (at most one per account).
     pub fn request(&self) -> Option<RequestId> {
         match self {
-            State::Exchanging(Exchanging {
-                step: Step::InFlight(f),
-                ..
-            }) => Some(f.request),
+            State::Exchanging(e) => e.step.in_flight().map(|f| f.request),
             State::Refreshing(r) => Some(r.flight.request),
             State::Device(Device::Requesting(f)) => Some(f.request),
-            State::Device(Device::Polling(Polling {
-                step: Step::InFlight(f),
-                ..
-            })) => Some(f.request),
+            State::Device(Device::Polling(p)) => p.step.in_flight().map(|f| f.request),
             _ => None,
         }
     }

@@ -4,7 +4,7 @@ use crate::event::{ClientId, Entropy, Level, Output};
 use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
-use super::account::{Device, Exchanging, Grant, Next, State};
+use super::account::{Device, Grant, Next, State};
 use super::discovery::Want;
 use super::{AccountId, Server};
 
@@ -135,10 +135,7 @@ impl Server {
                 format!("Access token unavailable until authorised with URL {}", p.url)
             }
             State::Pending(_) => "Access token unavailable until authorised".into(),
-            State::Exchanging(Exchanging {
-                grant: Grant::ClientCredentials,
-                ..
-            }) => "Access token unavailable: requesting a token with the client credentials".into(),
+            State::Exchanging(e) if matches!(e.grant, Grant::ClientCredentials) => "Access token unavailable: requesting a token with the client credentials".into(),
             State::Exchanging(_) => {
                 "Access token unavailable until authorised: the authorisation code is being exchanged for a token".into()
             }

@@ -103,7 +103,7 @@ impl Server {
                 polling.user_code
             ),
         );
-        self.update(id, |_, _| State::Device(Device::Polling(polling)));
+        self.update(id, |_, _| State::Device(Device::Polling(Box::new(polling))));
         self.auth_notify_with(id, env);
     }
 

@@ -14,7 +14,7 @@ use crate::oauth::{self, STATE_BYTES, VERIFIER_BYTES};
 use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
-use super::account::{Device, Exchanging, Failed, Grant, InFlight, Pending, Polling, State, Step};
+use super::account::{Device, Exchanging, Failed, Grant, InFlight, Pending, State, Step};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
 use super::{AccountId, Server};
@@ -57,12 +57,12 @@ impl Server {
             }
             Flow::ClientCredentials => {
                 self.update(id, |_, _| {
-                    State::Exchanging(Exchanging {
+                    State::Exchanging(Box::new(Exchanging {
                         grant: Grant::ClientCredentials,
                         attempt: 0,
                         notified: now.boot,
                         step: Step::RetryAt(now.boot),
-                    })
+                    }))
                 });
                 self.log(
                     Level::Info,
@@ -110,7 +110,7 @@ impl Server {
             notified: now.boot,
             next_notify: self.next_notify(now),
         };
-        self.update(id, |_, _| State::Pending(pending));
+        self.update(id, |_, _| State::Pending(Box::new(pending)));
         self.log(
             Level::Info,
             format!("{}: authorisation request started", self.name_of(id)),
@@ -206,7 +206,7 @@ impl Server {
         };
         let code = Secret::new(code.to_owned());
         self.update(id, |_, state| match state {
-            State::Pending(p) => State::Exchanging(Exchanging {
+            State::Pending(p) => State::Exchanging(Box::new(Exchanging {
                 grant: Grant::Code {
                     code,
                     verifier: p.verifier,
@@ -215,7 +215,7 @@ impl Server {
                 attempt: 0,
                 notified: p.notified,
                 step: Step::RetryAt(now.boot),
-            }),
+            })),
             other => other,
         });
         self.log(
@@ -332,22 +332,19 @@ impl Server {
             return;
         };
         let flight = match self.accounts.get(&id).map(|s| &s.state) {
-            Some(State::Exchanging(Exchanging {
-                step: Step::InFlight(f),
-                ..
-            })) => *f,
+            Some(State::Exchanging(e)) => match e.step.in_flight() {
+                Some(f) => f,
+                None => return,
+            },
             Some(State::Refreshing(r)) => return self.refresh_finished(now, id, r.flight, result),
             Some(State::Device(Device::Requesting(f))) => {
                 let f = *f;
                 return self.device_finished(now, id, f, result);
             }
-            Some(State::Device(Device::Polling(Polling {
-                step: Step::InFlight(f),
-                ..
-            }))) => {
-                let f = *f;
-                return self.device_finished(now, id, f, result);
-            }
+            Some(State::Device(Device::Polling(p))) => match p.step.in_flight() {
+                Some(f) => return self.device_finished(now, id, f, result),
+                None => return,
+            },
             _ => return,
         };
         self.exchange_finished(now, id, flight, result);
@@ -412,10 +409,9 @@ impl Server {
     /// What an exchange is, for messages.
     fn exchange_what(&self, id: AccountId) -> &'static str {
         match self.accounts.get(&id).map(|s| &s.state) {
-            Some(State::Exchanging(Exchanging {
-                grant: Grant::ClientCredentials,
-                ..
-            })) => "requesting a token with the client credentials",
+            Some(State::Exchanging(e)) if matches!(e.grant, Grant::ClientCredentials) => {
+                "requesting a token with the client credentials"
+            }
             _ => "exchanging the authorisation code",
         }
     }

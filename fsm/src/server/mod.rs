@@ -117,8 +117,8 @@ pub struct Server {
     globals: Config,
     listeners: Listeners,
     tunables: Tunables,
-    /// Boxed: a slot is most of a kilobyte, and B-tree leaves filled in id order are
-    /// half empty, so storing slots inline would reserve room for twice as many.
+    /// Boxed: a slot is 400 bytes, and B-tree leaves filled in id order are half empty,
+    /// so storing slots inline would reserve room for twice as many.
     accounts: BTreeMap<AccountId, Box<Slot>>,
     by_name: BTreeMap<String, AccountId>,
     /// Pending authorisation requests by SHA-256 of their `state`.
