@@ -36,39 +36,43 @@ pub(super) struct Spanned<T> {
     pub span: Span,
 }
 
+/// A string in the source, escapes resolved: borrowed from the source unless it has
+/// escapes.
+pub(super) type Text<'s> = Spanned<Cow<'s, str>>;
+
 /// A value on the right of `=`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Value {
-    /// A string, escapes resolved.
-    Str(String),
+pub(super) enum Value<'s> {
+    /// A string, escapes resolved (borrowed from the source unless it has escapes).
+    Str(Cow<'s, str>),
     /// A time as written: digits and a unit letter, such as `15m`.
-    Time(String),
+    Time(&'s str),
     /// The keyword `none`.
     None,
     /// Any other bare word, such as `device` in `auth_flow = device;`.
-    Word(String),
+    Word(&'s str),
     /// `[ "a", "b" ]`
-    List(Vec<Spanned<String>>),
+    List(Vec<Text<'s>>),
     /// `{ "k": "v", ... }`, in order; keys may repeat.
-    Map(Vec<(Spanned<String>, Spanned<String>)>),
+    Map(Vec<(Text<'s>, Text<'s>)>),
 }
 
 /// `name = value;`
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Assignment {
+pub(super) struct Assignment<'s> {
     /// The option's name.
-    pub name: Spanned<String>,
+    pub name: Spanned<&'s str>,
     /// Its value.
-    pub value: Spanned<Value>,
+    pub value: Spanned<Value<'s>>,
 }
 
 /// `account "name" { ... }`
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct AccountBlock {
+pub(super) struct AccountBlock<'s> {
     /// The account's name.
-    pub name: Spanned<String>,
+    pub name: Spanned<Cow<'s, str>>,
     /// Its options, in order.
-    pub options: Vec<Assignment>,
+    pub options: Vec<Assignment<'s>>,
     /// Whether part of the block could not be parsed (options may then be missing
     /// only because of the syntax error, so the validator does not complain about them).
     pub damaged: bool,
@@ -76,11 +80,11 @@ pub(super) struct AccountBlock {
 
 /// A top-level statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Item {
+pub(super) enum Item<'s> {
     /// A global option.
-    Option(Assignment),
+    Option(Assignment<'s>),
     /// An account block.
-    Account(AccountBlock),
+    Account(AccountBlock<'s>),
 }
 
 /// A syntax error.
@@ -94,9 +98,9 @@ pub(super) struct SyntaxError {
 
 /// A parsed file: what could be parsed, and what could not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Syntax {
+pub(super) struct Syntax<'s> {
     /// Statements, in order, without those that had syntax errors.
-    pub items: Vec<Item>,
+    pub items: Vec<Item<'s>>,
     /// Syntax errors, in order (at most [`MAX_SYNTAX_ERRORS`] of them).
     pub errors: Vec<SyntaxError>,
     /// Spans of `client_secret` values, which must never be shown.
@@ -107,7 +111,7 @@ pub(super) struct Syntax {
 pub(super) const MAX_SYNTAX_ERRORS: usize = 100;
 
 /// Parses `source` into statements, collecting every syntax error.
-pub(super) fn parse(source: &str) -> Syntax {
+pub(super) fn parse(source: &str) -> Syntax<'_> {
     let lexed = lexer::lex(source);
     let secrets = secret_spans(&lexed.tokens);
     let mut errors: Vec<SyntaxError> = lexed
@@ -231,7 +235,7 @@ fn next<'t, 's: 't>(i: &mut Tokens<'t, 's>) -> PResult<&'t Token<'s>> {
 }
 
 /// `name = value`, without the `;` (see [`Reader::assignment`]).
-fn assignment(i: &mut Tokens<'_, '_>) -> PResult<Assignment> {
+fn assignment<'s>(i: &mut Tokens<'_, 's>) -> PResult<Assignment<'s>> {
     let name = token(Kind::Ident).context("an option name").parse_next(i)?;
     token(Kind::Equals)
         .parse_next(i)
@@ -239,7 +243,7 @@ fn assignment(i: &mut Tokens<'_, '_>) -> PResult<Assignment> {
     let value = value(i)?;
     Ok(Assignment {
         name: Spanned {
-            value: name.text.to_owned(),
+            value: name.text,
             span: name.span.clone(),
         },
         value,
@@ -247,13 +251,13 @@ fn assignment(i: &mut Tokens<'_, '_>) -> PResult<Assignment> {
 }
 
 /// A string, a time, `none`, a list or a map.
-fn value(i: &mut Tokens<'_, '_>) -> PResult<Spanned<Value>> {
+fn value<'s>(i: &mut Tokens<'_, 's>) -> PResult<Spanned<Value<'s>>> {
     let t = next(i)?;
     let value = match t.kind {
         Kind::Str => Value::Str(unescape(t.text)),
-        Kind::Time => Value::Time(t.text.to_owned()),
+        Kind::Time => Value::Time(t.text),
         Kind::Ident if t.text == "none" => Value::None,
-        Kind::Ident if t.text != "account" => Value::Word(t.text.to_owned()),
+        Kind::Ident if t.text != "account" => Value::Word(t.text),
         Kind::LBracket => return list(i),
         Kind::LBrace => return map(i),
         _ => {
@@ -270,7 +274,7 @@ fn value(i: &mut Tokens<'_, '_>) -> PResult<Spanned<Value>> {
 }
 
 /// A string, as a spanned value.
-fn string(i: &mut Tokens<'_, '_>) -> PResult<Spanned<String>> {
+fn string<'s>(i: &mut Tokens<'_, 's>) -> PResult<Spanned<Cow<'s, str>>> {
     let t = token(Kind::Str).parse_next(i)?;
     Ok(Spanned {
         value: unescape(t.text),
@@ -279,7 +283,7 @@ fn string(i: &mut Tokens<'_, '_>) -> PResult<Spanned<String>> {
 }
 
 /// `[ "a", "b" ]`, trailing comma allowed.
-fn list(i: &mut Tokens<'_, '_>) -> PResult<Spanned<Value>> {
+fn list<'s>(i: &mut Tokens<'_, 's>) -> PResult<Spanned<Value<'s>>> {
     let open = token(Kind::LBracket).parse_next(i)?;
     let mut items = Vec::new();
     let close = loop {
@@ -304,7 +308,7 @@ fn list(i: &mut Tokens<'_, '_>) -> PResult<Spanned<Value>> {
 }
 
 /// `{ "k": "v", ... }`, trailing comma allowed.
-fn map(i: &mut Tokens<'_, '_>) -> PResult<Spanned<Value>> {
+fn map<'s>(i: &mut Tokens<'_, 's>) -> PResult<Spanned<Value<'s>>> {
     let open = token(Kind::LBrace).parse_next(i)?;
     let mut entries = Vec::new();
     let close = loop {
@@ -332,7 +336,7 @@ fn map(i: &mut Tokens<'_, '_>) -> PResult<Spanned<Value>> {
 }
 
 /// `account "name" {`
-fn account_header(i: &mut Tokens<'_, '_>) -> PResult<Spanned<String>> {
+fn account_header<'s>(i: &mut Tokens<'_, 's>) -> PResult<Spanned<Cow<'s, str>>> {
     token(Kind::Ident).parse_next(i)?;
     let name = string
         .context("the account's name in double quotes after 'account'")
@@ -345,11 +349,11 @@ fn account_header(i: &mut Tokens<'_, '_>) -> PResult<Spanned<String>> {
 
 /// The text of a string token without its quotes, escapes resolved. (A bad escape has
 /// been reported by the lexer; here it just stands for the character after it.)
-fn unescape(text: &str) -> String {
+fn unescape(text: &str) -> Cow<'_, str> {
     let inner = text.strip_prefix('"').unwrap_or(text);
     let inner = inner.strip_suffix('"').unwrap_or(inner);
     if !inner.contains('\\') {
-        return inner.to_owned();
+        return Cow::Borrowed(inner);
     }
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
@@ -360,7 +364,7 @@ fn unescape(text: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Runs the statement parsers over the tokens, recording errors and recovering.
@@ -376,7 +380,7 @@ struct Reader<'t, 's> {
 
 impl<'t, 's> Reader<'t, 's> {
     /// All the top-level statements.
-    fn file(&mut self) -> Vec<Item> {
+    fn file(&mut self) -> Vec<Item<'s>> {
         let mut items = Vec::new();
         while let Some(t) = self.peek() {
             match t.kind {
@@ -401,7 +405,7 @@ impl<'t, 's> Reader<'t, 's> {
     }
 
     /// An account block, or `None` if its header is broken.
-    fn account(&mut self) -> Option<AccountBlock> {
+    fn account(&mut self) -> Option<AccountBlock<'s>> {
         let start = self.pos;
         let name = match self.run(account_header) {
             Ok(name) => name,
@@ -444,7 +448,7 @@ impl<'t, 's> Reader<'t, 's> {
     ///
     /// A missing `;` before something that starts a statement is reported, but the
     /// assignment is kept and nothing skipped: the rest of the file then reads as meant.
-    fn assignment(&mut self, in_block: bool) -> Option<Assignment> {
+    fn assignment(&mut self, in_block: bool) -> Option<Assignment<'s>> {
         let start = self.pos;
         let result = self.run(assignment).and_then(|a| {
             if self.run(token(Kind::Semicolon)).is_ok() {
@@ -452,7 +456,7 @@ impl<'t, 's> Reader<'t, 's> {
             }
             let e = Mismatch::missing(format!(
                 "';' after the value of {}",
-                quote_word(&a.name.value)
+                quote_word(a.name.value)
             ));
             if self.at_statement_start() {
                 self.report(e);

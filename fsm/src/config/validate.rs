@@ -3,8 +3,10 @@
 //!
 //! Each statement is first checked against the table in [`options`](super::options)
 //! (known name, not given twice, value of the right kind, converted to a [`Typed`]
-//! value); the typed values are then read into the fields of [`Config`] and
-//! [`Account`], with defaults and the per-account timing fallback.
+//! value that borrows from the syntax tree); the typed values are then copied into the
+//! fields of [`Config`] and [`Account`], with defaults and the per-account timing
+//! fallback. URIs and scope lists are parsed and stored once per distinct text and
+//! shared between the accounts that give them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -14,7 +16,7 @@ use url::Url;
 
 use super::diagnostic::{SourceMap, quote_string, quote_word};
 use super::options::{self, Kind, OptionDef, RESERVED_URI_FIELDS, Scope, Status};
-use super::syntax::{self, AccountBlock, Assignment, Item, Spanned, Value, quote_name};
+use super::syntax::{self, AccountBlock, Assignment, Item, Spanned, Text, Value, quote_name};
 use super::{
     Account, Config, DEFAULT_AUTH_NOTIFY_INTERVAL, DEFAULT_LISTEN, DEFAULT_REDIRECT_URI,
     Diagnostic, Diagnostics, Flow, MAX_CONFIG_BYTES, MAX_TIME, Parsed, Severity, Timing,
@@ -53,15 +55,16 @@ pub(super) fn parse(source: &str, file: &str) -> Result<Parsed, Diagnostics> {
     v.finish(config)
 }
 
-/// A value that passed the checks of its [`Kind`].
+/// A value that passed the checks of its [`Kind`], borrowed from the syntax tree where
+/// it can be.
 #[derive(Clone, Debug, PartialEq)]
-enum Typed {
-    Text(String),
+enum Typed<'a> {
+    Text(&'a str),
     Uri(Arc<Url>),
-    Listen(Option<String>),
+    Listen(Option<&'a str>),
     Time(Duration),
-    List(Vec<String>),
-    Map(Vec<(String, String)>),
+    List(&'a [Text<'a>]),
+    Map(&'a [(Text<'a>, Text<'a>)]),
     Flow(Flow),
 }
 
@@ -70,27 +73,27 @@ struct Setting<'a> {
     /// The option (its current name, if an old one was used).
     def: &'static OptionDef,
     /// The statement.
-    assignment: &'a Assignment,
+    assignment: &'a Assignment<'a>,
     /// The value, if it is valid.
-    value: Option<Typed>,
+    value: Option<Typed<'a>>,
 }
 
 /// The options given in one scope: each at most once.
 #[derive(Default)]
 struct Settings<'a>(Vec<Setting<'a>>);
 
-impl Settings<'_> {
-    fn get(&self, name: &str) -> Option<&Setting<'_>> {
+impl<'a> Settings<'a> {
+    fn get(&self, name: &str) -> Option<&Setting<'a>> {
         self.0.iter().find(|s| s.def.name == name)
     }
 
-    fn value(&self, name: &str) -> Option<&Typed> {
+    fn value(&self, name: &str) -> Option<&Typed<'a>> {
         self.get(name).and_then(|s| s.value.as_ref())
     }
 
     fn text(&self, name: &str) -> Option<String> {
         match self.value(name) {
-            Some(Typed::Text(s)) => Some(s.clone()),
+            Some(Typed::Text(s)) => Some((*s).to_owned()),
             _ => None,
         }
     }
@@ -112,21 +115,25 @@ impl Settings<'_> {
     /// `Some(None)` for `none`, `None` when not given (or invalid).
     fn listen(&self, name: &str) -> Option<Option<String>> {
         match self.value(name) {
-            Some(Typed::Listen(l)) => Some(l.clone()),
+            Some(Typed::Listen(l)) => Some(l.map(str::to_owned)),
             _ => None,
         }
     }
 
-    fn list(&self, name: &str) -> Option<Vec<String>> {
+    fn list(&self, name: &str) -> Option<&'a [Text<'a>]> {
         match self.value(name) {
-            Some(Typed::List(l)) => Some(l.clone()),
+            Some(Typed::List(l)) => Some(l),
             _ => None,
         }
     }
 
     fn map(&self, name: &str) -> Option<Vec<(String, String)>> {
         match self.value(name) {
-            Some(Typed::Map(m)) => Some(m.clone()),
+            Some(Typed::Map(m)) => Some(
+                m.iter()
+                    .map(|(k, v)| (k.value.to_string(), v.value.to_string()))
+                    .collect(),
+            ),
             _ => None,
         }
     }
@@ -141,12 +148,12 @@ struct Validator<'a> {
     dropped: usize,
     /// URIs already parsed, by their text: accounts of one provider share their
     /// endpoints, and parsing a URI costs more than the rest of its account.
-    uris: BTreeMap<String, Arc<Url>>,
+    uris: BTreeMap<&'a str, Arc<Url>>,
     /// Scope lists already made, by their items: shared in the same way.
-    scopes: BTreeMap<Vec<String>, Arc<[String]>>,
+    scopes: BTreeMap<Vec<&'a str>, Arc<[String]>>,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
     /// Records an error at byte `offset` (the message is built only if it is kept).
     fn error(&mut self, offset: usize, message: impl FnOnce() -> String) {
         if self.errors.len() < MAX_DIAGNOSTICS {
@@ -185,7 +192,7 @@ impl Validator<'_> {
     }
 
     /// The whole file, as far as it is valid (only used if there were no errors).
-    fn config(&mut self, items: &[Item]) -> Config {
+    fn config(&mut self, items: &'a [Item<'a>]) -> Config {
         let globals: Vec<&Assignment> = items
             .iter()
             .filter_map(|i| match i {
@@ -226,17 +233,20 @@ impl Validator<'_> {
             });
         }
 
-        let mut accounts = Vec::new();
+        let blocks = items.iter().filter_map(|i| match i {
+            Item::Account(block) => Some(block),
+            Item::Option(_) => None,
+        });
+        let mut accounts = Vec::with_capacity(blocks.clone().count());
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        for item in items {
-            let Item::Account(block) = item else { continue };
+        for block in blocks {
             let name = &block.name;
             if name.value.is_empty() {
                 self.error(name.span.start, || {
                     "the account name must not be empty".to_owned()
                 });
             }
-            if let Some(&first) = seen.get(name.value.as_str()) {
+            if let Some(&first) = seen.get(&*name.value) {
                 let line = self.map.line_of(first);
                 self.error(name.span.start, || {
                     format!(
@@ -267,7 +277,7 @@ impl Validator<'_> {
     }
 
     /// One account; `None` if it lacks a mandatory option or has an invalid one.
-    fn account(&mut self, block: &AccountBlock, defaults: &Timing) -> Option<Account> {
+    fn account(&mut self, block: &'a AccountBlock<'a>, defaults: &Timing) -> Option<Account> {
         let options: Vec<&Assignment> = block.options.iter().collect();
         let s = self.settings(&options, Scope::Account, Some(&block.name.value));
         let flow = match s.value("auth_flow") {
@@ -316,7 +326,7 @@ impl Validator<'_> {
                         .to_owned()
                 });
             } else {
-                fields.push(("login_hint".to_owned(), value.clone()));
+                fields.push(("login_hint".to_owned(), (*value).to_owned()));
             }
         }
         if let (Some(_), Some(cmd)) = (s.get("client_secret"), s.get("client_secret_cmd")) {
@@ -350,8 +360,12 @@ impl Validator<'_> {
                     .clone()?
             }
         };
+        let scopes = match s.list("scopes") {
+            Some(items) => self.scopes(items),
+            None => Arc::from([]),
+        };
         Some(Account {
-            name: block.name.value.clone(),
+            name: block.name.value.to_string(),
             flow,
             issuer: s.uri("issuer"),
             auth_uri: s.uri("auth_uri"),
@@ -361,7 +375,7 @@ impl Validator<'_> {
             client_id: s.text("client_id")?,
             client_secret: s.text("client_secret").map(Secret::new),
             client_secret_cmd: s.text("client_secret_cmd"),
-            scopes: self.scopes(s.list("scopes").unwrap_or_default()),
+            scopes,
             auth_uri_fields: fields,
             redirect_uri,
             timing: Timing {
@@ -377,19 +391,20 @@ impl Validator<'_> {
     }
 
     /// The scope list `items`, shared with every account that gives the same list.
-    fn scopes(&mut self, items: Vec<String>) -> Arc<[String]> {
-        if let Some(shared) = self.scopes.get(&items) {
+    fn scopes(&mut self, items: &'a [Text<'a>]) -> Arc<[String]> {
+        let key: Vec<&str> = items.iter().map(|i| &*i.value).collect();
+        if let Some(shared) = self.scopes.get(&key) {
             return Arc::clone(shared);
         }
-        let list: Arc<[String]> = items.iter().cloned().collect();
-        self.scopes.insert(items, Arc::clone(&list));
+        let list: Arc<[String]> = key.iter().map(|&i| i.to_owned()).collect();
+        self.scopes.insert(key, Arc::clone(&list));
         list
     }
 
     /// Checks the statements of one scope against the option table.
-    fn settings<'a>(
+    fn settings(
         &mut self,
-        assignments: &[&'a Assignment],
+        assignments: &[&'a Assignment<'a>],
         scope: Scope,
         account: Option<&str>,
     ) -> Settings<'a> {
@@ -402,7 +417,7 @@ impl Validator<'_> {
         for &a in assignments {
             let name = &a.name;
             let at = name.span.start;
-            let Some(def) = options::lookup(scope, &name.value) else {
+            let Some(def) = options::lookup(scope, name.value) else {
                 self.unknown(name, scope, account);
                 continue;
             };
@@ -422,8 +437,8 @@ impl Validator<'_> {
             let def = options::current(def);
             if let Some(first) = settings.get(def.name) {
                 let line = self.map.line_of(first.assignment.name.span.start);
-                let first_name = &first.assignment.name.value;
-                let alias = if *first_name == name.value {
+                let first_name = first.assignment.name.value;
+                let alias = if first_name == name.value {
                     String::new()
                 } else {
                     format!(" as {}", quote_word(first_name))
@@ -431,7 +446,7 @@ impl Validator<'_> {
                 self.error(at, || {
                     format!(
                         "option {} given twice{} (first on line {line}{alias})",
-                        quote_word(&name.value),
+                        quote_word(name.value),
                         in_account()
                     )
                 });
@@ -448,14 +463,14 @@ impl Validator<'_> {
     }
 
     /// Reports an unknown option, with the best hint we have.
-    fn unknown(&mut self, name: &Spanned<String>, scope: Scope, account: Option<&str>) {
+    fn unknown(&mut self, name: &Spanned<&str>, scope: Scope, account: Option<&str>) {
         let (other, here) = match account {
             Some(a) => (Scope::Global, format!(" in account {}", quote_name(a))),
             None => (Scope::Account, String::new()),
         };
-        let quoted = quote_word(&name.value);
+        let quoted = quote_word(name.value);
         self.error(name.span.start, || {
-            if options::lookup(other, &name.value).is_some() {
+            if options::lookup(other, name.value).is_some() {
                 return match scope {
                     Scope::Global => {
                         format!("{quoted} is an account option: it belongs inside an account block")
@@ -465,7 +480,7 @@ impl Validator<'_> {
                     }
                 };
             }
-            let hint = options::suggest(scope, &name.value)
+            let hint = options::suggest(scope, name.value)
                 .map(|s| format!(" (did you mean {}?)", quote_word(s)))
                 .unwrap_or_default();
             format!("unknown option {quoted}{here}{hint}")
@@ -473,33 +488,35 @@ impl Validator<'_> {
     }
 
     /// `value` checked against the kind of `def`; `None` (after reporting) if it is wrong.
-    fn typed(&mut self, def: &'static OptionDef, value: &Spanned<Value>) -> Option<Typed> {
+    fn typed(
+        &mut self,
+        def: &'static OptionDef,
+        value: &'a Spanned<Value<'a>>,
+    ) -> Option<Typed<'a>> {
         // Quoted only for a message: this runs for every option of every account.
         let name = || quote_word(def.name);
         let at = value.span.start;
         let result = match (def.kind, &value.value) {
-            (Kind::Text, Value::Str(s)) => Ok(Typed::Text(s.clone())),
+            (Kind::Text, Value::Str(s)) => Ok(Typed::Text(s)),
             (Kind::NonEmptyText, Value::Str(s)) if s.is_empty() => {
                 Err(format!("{} must not be empty", name()))
             }
-            (Kind::NonEmptyText, Value::Str(s)) => Ok(Typed::Text(s.clone())),
-            (Kind::HttpUri, Value::Str(s)) => match self.uris.get(s) {
+            (Kind::NonEmptyText, Value::Str(s)) => Ok(Typed::Text(s)),
+            (Kind::HttpUri, Value::Str(s)) => match self.uris.get(&**s) {
                 Some(url) => Ok(Typed::Uri(Arc::clone(url))),
                 None => http_uri(def.name, s).map(|url| {
                     let url = Arc::new(url);
-                    self.uris.insert(s.clone(), Arc::clone(&url));
+                    self.uris.insert(s, Arc::clone(&url));
                     Typed::Uri(url)
                 }),
             },
             (Kind::Listen, Value::Str(s)) => listen(def.name, s).map(|l| Typed::Listen(Some(l))),
             (Kind::Listen, Value::None) => Ok(Typed::Listen(None)),
             (Kind::Time, Value::Time(t)) => time(t).map(Typed::Time),
-            (Kind::TextList, Value::List(items)) => {
-                Ok(Typed::List(items.iter().map(|i| i.value.clone()).collect()))
-            }
+            (Kind::TextList, Value::List(items)) => Ok(Typed::List(items)),
             (Kind::UriFields, Value::Map(entries)) => {
                 for (key, _) in entries {
-                    if RESERVED_URI_FIELDS.contains(&key.value.as_str()) {
+                    if RESERVED_URI_FIELDS.contains(&&*key.value) {
                         self.error(key.span.start, || {
                             format!(
                                 "{} must not set {}: pizauth sets it itself",
@@ -509,22 +526,10 @@ impl Validator<'_> {
                         });
                     }
                 }
-                let pairs = entries
-                    .iter()
-                    .map(|(k, v)| (k.value.clone(), v.value.clone()));
-                Ok(Typed::Map(pairs.collect()))
+                Ok(Typed::Map(entries))
             }
-            (Kind::Flow, Value::Word(w) | Value::Str(w)) => match w.as_str() {
-                "code" => Ok(Typed::Flow(Flow::Code)),
-                "device" => Ok(Typed::Flow(Flow::Device)),
-                "client_credentials" => Ok(Typed::Flow(Flow::ClientCredentials)),
-                _ => Err(format!(
-                    "{} must be {}, not {}",
-                    name(),
-                    def.kind.expected(),
-                    quote_word(w)
-                )),
-            },
+            (Kind::Flow, Value::Word(w)) => flow(def, w),
+            (Kind::Flow, Value::Str(w)) => flow(def, w),
             (kind, found) => Err(format!(
                 "{} must be {}, not {}",
                 name(),
@@ -542,9 +547,24 @@ impl Validator<'_> {
     }
 }
 
+/// The value of `auth_flow`.
+fn flow<'a>(def: &OptionDef, w: &str) -> Result<Typed<'a>, String> {
+    match w {
+        "code" => Ok(Typed::Flow(Flow::Code)),
+        "device" => Ok(Typed::Flow(Flow::Device)),
+        "client_credentials" => Ok(Typed::Flow(Flow::ClientCredentials)),
+        _ => Err(format!(
+            "{} must be {}, not {}",
+            quote_word(def.name),
+            def.kind.expected(),
+            quote_word(w)
+        )),
+    }
+}
+
 /// What kind of value `v` is, for "must be X, not Y" messages (never the value itself:
 /// it may be a secret).
-fn describe(v: &Value) -> &'static str {
+fn describe(v: &Value<'_>) -> &'static str {
     match v {
         Value::Str(_) => "a string",
         Value::Time(_) => "a time",
@@ -592,7 +612,7 @@ fn http_uri(option: &str, text: &str) -> Result<Url, String> {
 
 /// A listen address: `host:port`, the host non-empty (an IPv6 address in brackets), the
 /// port a number from 0 to 65535.
-fn listen(option: &str, text: &str) -> Result<String, String> {
+fn listen<'t>(option: &str, text: &'t str) -> Result<&'t str, String> {
     let name = || quote_word(option);
     let wrong = || {
         format!(
@@ -621,7 +641,7 @@ fn listen(option: &str, text: &str) -> Result<String, String> {
             quote_word(port)
         ));
     }
-    Ok(text.to_owned())
+    Ok(text)
 }
 
 /// A time token (`<digits><s|m|h|d>`, as the lexer guarantees) as a duration.
