@@ -58,6 +58,44 @@ fn https_redirect_listener_with_the_advertised_certificate() {
     assert_eq!(r[0].field("redirect_uri"), Some(redirect_uri.as_str()));
 }
 
+/// The certificate is made on the first HTTPS connection when no `info` asked for it
+/// before: the browser gets it at once, and `info` reports that same certificate.
+#[test]
+fn the_certificate_made_for_the_first_connection_is_the_one_info_reports() {
+    let provider = Provider::start();
+    let mut sb = Sandbox::new("tls-first-connection");
+    sb.write_config(&account(
+        "work",
+        &provider,
+        "    redirect_uri = \"https://localhost/\";",
+    ));
+    sb.start();
+    let url = sb.auth_url("work");
+
+    // A browser pinned to nothing: the handshake fails, and says what it was shown.
+    let wrong = "00:".repeat(31) + "00";
+    let refused = browser::visit(&url, Some(pinned_client(&wrong))).expect_err("pinned");
+    let text = refused.to_string();
+    let shown = text
+        .split("certificate fingerprint ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no fingerprint in {text:?}"))
+        .to_owned();
+    assert_eq!(shown.len(), 95, "{shown}");
+
+    let info = sb.info_json();
+    assert_eq!(
+        info["server_info"]["https_pub_key"].as_str(),
+        Some(shown.as_str())
+    );
+
+    provider.push([Reply::token("fake-access", None, Some(3600))]);
+    let visit = browser::visit(&url, Some(pinned_client(&shown))).expect("TLS flow");
+    assert_eq!(visit.page.status, 200);
+    sb.wait_token("work", "fake-access");
+}
+
 /// A sandbox trusting `ca` through `SSL_CERT_FILE`, with account `work` authorising at
 /// `auth` and getting tokens from `token`; notifications go to `errors.log`.
 fn with_token_endpoint(name: &str, ca: &TestCa, auth: &Provider, token: &Provider) -> Sandbox {

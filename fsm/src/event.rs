@@ -171,6 +171,12 @@ pub enum Input {
         /// Its text, or why it could not be read.
         result: Result<String, String>,
     },
+    /// The HTTPS listener's certificate was made (after [`Output::MakeCertificate`], or
+    /// because the first HTTPS connection needed it): its fingerprint, or why not.
+    CertificateMade {
+        /// The SHA-256 fingerprint as `info` shows it, or the error.
+        fingerprint: Result<String, String>,
+    },
     /// SIGHUP: reload the configuration.
     ReloadAsked,
     /// SIGTERM or SIGINT: shut down.
@@ -268,6 +274,9 @@ pub enum Output {
     },
     /// Read the config file the server was started with, and report [`Input::ConfigRead`].
     ReadConfig,
+    /// Make the HTTPS listener's certificate if it has none yet, and report
+    /// [`Input::CertificateMade`].
+    MakeCertificate,
     /// Log a message. Messages never contain secrets.
     Log {
         /// How important.

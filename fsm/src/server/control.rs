@@ -41,11 +41,7 @@ impl Server {
                 None => Some(no_account(&account)),
             },
             Request::Status => Some(self.status(now)),
-            Request::Info => Some(Reply::Info {
-                http_port: self.listeners.http_port,
-                https_port: self.listeners.https_port,
-                https_fingerprint: self.listeners.https_fingerprint.clone(),
-            }),
+            Request::Info => self.info(client),
             Request::Dump => Some(self.dump(now)),
             Request::Restore { dump } => Some(self.restore(now, dump.as_str())),
             Request::Reload => return self.reload_asked(Some(client)),
@@ -55,6 +51,45 @@ impl Server {
             }
         };
         if let Some(reply) = reply {
+            self.reply(client, reply);
+        }
+    }
+
+    /// `info`: the listeners. The HTTPS listener's certificate is made when first needed,
+    /// so the first `info` may have to wait for it (the driver makes it at once).
+    fn info(&mut self, client: ClientId) -> Option<Reply> {
+        let l = &self.listeners;
+        if l.https_port.is_some() && l.https_fingerprint.is_none() {
+            if self.info_waiters.is_empty() {
+                self.outputs.push_back(Output::MakeCertificate);
+            }
+            self.info_waiters.push(client);
+            return None;
+        }
+        Some(Reply::Info {
+            http_port: l.http_port,
+            https_port: l.https_port,
+            https_fingerprint: l.https_fingerprint.clone(),
+        })
+    }
+
+    /// The HTTPS listener's certificate was made (by the driver, for `info` or for the
+    /// first HTTPS connection): remember its fingerprint and answer who asked.
+    pub(super) fn certificate_made(&mut self, fingerprint: Result<String, String>) {
+        match fingerprint {
+            Ok(f) => self.listeners.https_fingerprint = Some(f),
+            Err(e) => self.log(
+                Level::Error,
+                format!("cannot make the HTTPS listener's certificate: {e}"),
+            ),
+        }
+        for client in std::mem::take(&mut self.info_waiters) {
+            let l = &self.listeners;
+            let reply = Reply::Info {
+                http_port: l.http_port,
+                https_port: l.https_port,
+                https_fingerprint: l.https_fingerprint.clone(),
+            };
             self.reply(client, reply);
         }
     }

@@ -41,7 +41,9 @@ pub struct Listeners {
     pub http_port: Option<u16>,
     /// Port of the HTTPS listener, if on.
     pub https_port: Option<u16>,
-    /// SHA-256 fingerprint of the HTTPS listener's certificate, if on.
+    /// SHA-256 fingerprint of the HTTPS listener's certificate, if it has one yet. With
+    /// `https_port` set and this `None`, the certificate is made when first needed: `info`
+    /// asks for it with [`Output::MakeCertificate`](crate::event::Output::MakeCertificate).
     pub https_fingerprint: Option<String>,
 }
 
@@ -133,6 +135,8 @@ pub struct Server {
     waiters: BTreeMap<AccountId, Vec<Waiter>>,
     timers: Timers,
     children: Children,
+    /// `info` clients waiting for the HTTPS listener's certificate to be made.
+    info_waiters: Vec<ClientId>,
     /// Clients waiting for a reload (`None`: SIGHUP), and whether the config was asked for.
     reload_waiters: Vec<Option<ClientId>>,
     /// A reload waiting for its `client_secret_cmd`s.
@@ -170,6 +174,7 @@ impl Server {
             waiters: BTreeMap::new(),
             timers: Timers::default(),
             children: Children::default(),
+            info_waiters: Vec::new(),
             reload_waiters: Vec::new(),
             pending_reload: None,
             outputs: VecDeque::new(),
@@ -215,6 +220,7 @@ impl Server {
                 stdout,
             } => self.child_exited(now, child, status, stdout),
             Input::ConfigRead { result } => self.config_read(now, result),
+            Input::CertificateMade { fingerprint } => self.certificate_made(fingerprint),
             Input::ReloadAsked => self.reload_asked(None),
             Input::ShutdownAsked => self.shut_down(),
         }

@@ -83,7 +83,8 @@ pub struct Prepared {
     settings: Settings,
     control: StdUnixListener,
     http: Option<StdTcpListener>,
-    https: Option<(StdTcpListener, SelfSigned)>,
+    /// The HTTPS listener; its certificate is made when first needed.
+    https: Option<StdTcpListener>,
     tunables: Tunables,
     timeouts: Timeouts,
 }
@@ -152,11 +153,7 @@ pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
         None => None,
     };
     let https = match &settings.config.https_listen {
-        Some(addr) => {
-            let listener = bind_tcp(addr, "https_listen")?;
-            let cert = SelfSigned::generate().map_err(StartError::Other)?;
-            Some((listener, cert))
-        }
+        Some(addr) => Some(bind_tcp(addr, "https_listen")?),
         None => None,
     };
     let (tunables, timeouts) = tunables_from_env();
@@ -311,8 +308,9 @@ impl Prepared {
         let port = |l: &StdTcpListener| l.local_addr().ok().map(|a| a.port());
         Listeners {
             http_port: self.http.as_ref().and_then(port),
-            https_port: self.https.as_ref().and_then(|(l, _)| port(l)),
-            https_fingerprint: self.https.as_ref().map(|(_, c)| c.fingerprint.clone()),
+            https_port: self.https.as_ref().and_then(port),
+            // Made when first needed (see `Driver::certificate`).
+            https_fingerprint: None,
         }
     }
 
@@ -334,7 +332,12 @@ struct Driver {
     config_path: PathBuf,
     control: UnixListener,
     http: Option<TcpListener>,
-    https: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    https: Option<TcpListener>,
+    /// The HTTPS listener's server configuration and certificate fingerprint, once made.
+    /// Most users never use the HTTPS listener, so the certificate is made on the first
+    /// HTTPS connection or `info`, not at start-up: key generation and signing cost a
+    /// millisecond and a third of a megabyte of resident code.
+    certificate: Option<(Arc<rustls::ServerConfig>, String)>,
     signals: Signals,
     timer: BootTimer,
     resolver: Resolver,
@@ -381,11 +384,12 @@ impl Driver {
         if let Some(l) = &mut http {
             registry.register(l, HTTP, Interest::READABLE)?;
         }
-        let mut https = match &p.https {
-            Some((l, cert)) => Some((TcpListener::from_std(l.try_clone()?), cert.config.clone())),
-            None => None,
-        };
-        if let Some((l, _)) = &mut https {
+        let mut https = p
+            .https
+            .as_ref()
+            .map(|l| l.try_clone().map(TcpListener::from_std))
+            .transpose()?;
+        if let Some(l) = &mut https {
             registry.register(l, HTTPS, Interest::READABLE)?;
         }
         registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -408,6 +412,7 @@ impl Driver {
             control,
             http,
             https,
+            certificate: None,
             signals,
             timer,
             resolver: Resolver::new(waker),
@@ -527,6 +532,14 @@ impl Driver {
             Output::Kill { child } => {
                 if let Err(e) = self.children.kill(child) {
                     self.log(Level::Warn, &format!("cannot kill a command: {e}"));
+                }
+            }
+            Output::MakeCertificate => {
+                if let Some((_, fingerprint)) = &self.certificate {
+                    let fingerprint = Ok(fingerprint.clone());
+                    self.push_input(Input::CertificateMade { fingerprint });
+                } else {
+                    let _ = self.certificate();
                 }
             }
             Output::ReadConfig => {
@@ -695,6 +708,27 @@ impl Driver {
 /// Gives the allocator's free pages back to the system. Parsing the config and building
 /// the server free far more memory than the loop then holds, and glibc keeps freed pages
 /// in the middle of its heap, where they count as the daemon's resident memory.
+impl Driver {
+    /// The HTTPS listener's server configuration, made (and its fingerprint told to the
+    /// core) the first time it is needed; `None` if it cannot be made.
+    fn certificate(&mut self) -> Option<Arc<rustls::ServerConfig>> {
+        if let Some((config, _)) = &self.certificate {
+            return Some(config.clone());
+        }
+        let made = SelfSigned::generate();
+        let fingerprint = made
+            .as_ref()
+            .map(|c| c.fingerprint.clone())
+            .map_err(Clone::clone);
+        let config = made.ok().map(|c| {
+            self.certificate = Some((c.config.clone(), c.fingerprint));
+            c.config
+        });
+        self.push_input(Input::CertificateMade { fingerprint });
+        config
+    }
+}
+
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only hands free memory of the allocator back to the system.

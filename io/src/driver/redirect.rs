@@ -41,7 +41,7 @@ impl Driver {
         loop {
             let listener = match (https, &self.http, &self.https) {
                 (false, Some(l), _) => l,
-                (true, _, Some((l, _))) => l,
+                (true, _, Some(l)) => l,
                 _ => return,
             };
             let (tcp, _) = match listener.accept() {
@@ -61,10 +61,12 @@ impl Driver {
                 self.evict_oldest(https);
             }
             let stream = if https {
-                let Some((_, config)) = &self.https else {
-                    return;
+                // Without a certificate (it could not be made: logged) nothing can be
+                // served over TLS; the connection is dropped.
+                let Some(config) = self.certificate() else {
+                    continue;
                 };
-                match rustls::ServerConnection::new(config.clone()) {
+                match rustls::ServerConnection::new(config) {
                     Ok(tls) => Stream::tls(tcp, tls.into()),
                     Err(e) => {
                         self.log(Level::Warn, &format!("cannot start TLS: {e}"));

@@ -72,6 +72,96 @@ fn info_reports_the_listeners() {
 }
 
 #[test]
+fn info_waits_for_the_certificate_made_when_first_needed() {
+    let mut sim = Sim::new(config(vec![]));
+    sim.server.listeners.https_fingerprint = None;
+    let info = |sim: &mut Sim, client: u64| {
+        sim.input(Input::ClientAsked {
+            client: ClientId(client),
+            bytes: Secret::new(Request::Info.encode()),
+        })
+    };
+    // Two clients ask before the certificate exists: it is asked for once, and neither
+    // is answered yet.
+    let out = info(&mut sim, 901);
+    assert!(matches!(out[..], [Output::MakeCertificate]), "{out:?}");
+    assert!(info(&mut sim, 902).is_empty());
+    let out = sim.input(Input::CertificateMade {
+        fingerprint: Ok("CC:DD".into()),
+    });
+    let answered: Vec<u64> = out
+        .iter()
+        .map(|o| match o {
+            Output::Reply {
+                client,
+                reply:
+                    Reply::Info {
+                        https_fingerprint: Some(f),
+                        https_port: Some(8766),
+                        ..
+                    },
+            } if f == "CC:DD" => client.0,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(answered, [901, 902]);
+    // From then on `info` answers at once.
+    let (reply, out) = sim.ask(Request::Info);
+    assert!(out.is_empty());
+    assert!(matches!(reply, Reply::Info { https_fingerprint: Some(ref f), .. } if f == "CC:DD"));
+}
+
+#[test]
+fn a_certificate_that_cannot_be_made_is_logged_and_asked_for_again() {
+    let mut sim = Sim::new(config(vec![]));
+    sim.server.listeners.https_fingerprint = None;
+    let out = sim.input(Input::ClientAsked {
+        client: ClientId(901),
+        bytes: Secret::new(Request::Info.encode()),
+    });
+    assert!(matches!(out[..], [Output::MakeCertificate]));
+    let out = sim.input(Input::CertificateMade {
+        fingerprint: Err("no randomness".into()),
+    });
+    assert_eq!(
+        logs(&out, Level::Error),
+        ["cannot make the HTTPS listener's certificate: no randomness"]
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Reply {
+            client: ClientId(901),
+            reply: Reply::Info {
+                https_fingerprint: None,
+                ..
+            }
+        }
+    )));
+    let out = sim.input(Input::ClientAsked {
+        client: ClientId(902),
+        bytes: Secret::new(Request::Info.encode()),
+    });
+    assert!(matches!(out[..], [Output::MakeCertificate]));
+}
+
+#[test]
+fn without_an_https_listener_info_never_asks_for_a_certificate() {
+    let mut sim = Sim::new(config(vec![]));
+    sim.server.listeners.https_port = None;
+    sim.server.listeners.https_fingerprint = None;
+    let (reply, out) = sim.ask(Request::Info);
+    assert!(out.is_empty());
+    assert!(matches!(
+        reply,
+        Reply::Info {
+            http_port: Some(8765),
+            https_port: None,
+            https_fingerprint: None
+        }
+    ));
+}
+
+#[test]
 fn shutdown_replies_then_exits_and_stops_everything() {
     let mut sim = Sim::new(config(vec![account("a")]));
     sim.authorise("a", "A", Some("R"), 3600);
