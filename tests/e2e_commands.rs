@@ -391,6 +391,21 @@ fn reload_keeps_unchanged_accounts_only() {
     );
     sb.run(&["show", "same"]).ok("fake-same\n");
 
+    // A FIFO in its place: refused at once (the loop never waits for a writer), nothing
+    // changes.
+    let path = std::ffi::CString::new(sb.config_path().display().to_string()).expect("path");
+    // SAFETY: mkfifo on a NUL-terminated path of the test's own directory.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let run = sb.run(&["reload"]);
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
+    assert!(
+        run.stderr.starts_with("ERROR cannot reload from ")
+            && run.stderr.contains("it is not a regular file"),
+        "{run:?}"
+    );
+    sb.run(&["show", "same"]).ok("fake-same\n");
+    std::fs::remove_file(sb.config_path()).expect("remove the FIFO");
+
     // SIGHUP reloads too.
     sb.write_config(&same2);
     sb.signal(libc::SIGHUP);

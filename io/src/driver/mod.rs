@@ -738,9 +738,28 @@ fn release_free_memory() {
 }
 
 /// Reads the config file for a reload, bounded in size.
+///
+/// Only a regular file can be read again: the loop must never block on a FIFO with no
+/// writer, and a pipe or a device (`-c <(gpg -d ...)` at start) would give an empty or
+/// different text, and an empty text would drop every account. Opening without blocking
+/// and checking what was opened is free of races.
 fn read_config(path: &Path) -> Result<String, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let regular = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .is_file();
+    if !regular {
+        return Err(format!(
+            "cannot reload from {}: it is not a regular file (restart the server to read a pipe or a device again)",
+            path.display()
+        ));
+    }
     let mut text = String::new();
     file.take(MAX_CONFIG_BYTES as u64 + 1)
         .read_to_string(&mut text)
