@@ -5,8 +5,8 @@
 //!
 //! - [`client_config`]: for token endpoints, verified against the webpki roots plus every
 //!   certificate in the PEM bundle named by `$SSL_CERT_FILE` (for private CAs and tests).
-//! - [`SelfSigned`]: for the HTTPS redirect listener, a certificate made in memory at each
-//!   start and never written to disk; users compare its [`fingerprint`](SelfSigned::fingerprint)
+//! - [`SelfSigned`]: for the HTTPS redirect listener, a certificate made in memory once
+//!   per run of the server, when first needed, and never written to disk; users compare its [`fingerprint`](SelfSigned::fingerprint)
 //!   with the one their browser shows.
 
 use std::ffi::OsString;

@@ -74,21 +74,29 @@ impl Server {
     }
 
     /// The HTTPS listener's certificate was made (by the driver, for `info` or for the
-    /// first HTTPS connection): remember its fingerprint and answer who asked.
+    /// first HTTPS connection), or could not be: remember its fingerprint and answer who
+    /// asked, or tell them why not (the next `info` asks again).
     pub(super) fn certificate_made(&mut self, fingerprint: Result<String, String>) {
-        match fingerprint {
-            Ok(f) => self.listeners.https_fingerprint = Some(f),
-            Err(e) => self.log(
-                Level::Error,
-                format!("cannot make the HTTPS listener's certificate: {e}"),
-            ),
-        }
+        let failure = match fingerprint {
+            Ok(f) => {
+                self.listeners.https_fingerprint = Some(f);
+                None
+            }
+            Err(e) => {
+                let why = format!("cannot make the HTTPS listener's certificate: {e}");
+                self.log(Level::Error, why.clone());
+                Some(why)
+            }
+        };
         for client in std::mem::take(&mut self.info_waiters) {
             let l = &self.listeners;
-            let reply = Reply::Info {
-                http_port: l.http_port,
-                https_port: l.https_port,
-                https_fingerprint: l.https_fingerprint.clone(),
+            let reply = match &failure {
+                Some(why) => Reply::error(why.clone()),
+                None => Reply::Info {
+                    http_port: l.http_port,
+                    https_port: l.https_port,
+                    https_fingerprint: l.https_fingerprint.clone(),
+                },
             };
             self.reply(client, reply);
         }

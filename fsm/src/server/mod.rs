@@ -419,6 +419,13 @@ impl Server {
     /// For property tests and fuzzing.
     #[cfg(any(test, feature = "invariants"))]
     pub fn check_invariants(&self) {
+        if !self.info_waiters.is_empty() {
+            let l = &self.listeners;
+            assert!(
+                l.https_port.is_some() && l.https_fingerprint.is_none(),
+                "info clients wait for a certificate that is not being made"
+            );
+        }
         let now = self.latest.map(|n| n.boot);
         let mut pending_seen = 0;
         let mut requests_seen = 0;

@@ -338,6 +338,8 @@ struct Driver {
     /// HTTPS connection or `info`, not at start-up: key generation and signing cost a
     /// millisecond and a third of a megabyte of resident code.
     certificate: Option<(Arc<rustls::ServerConfig>, String)>,
+    /// The last attempt to make the certificate failed.
+    certificate_failed: bool,
     signals: Signals,
     timer: BootTimer,
     resolver: Resolver,
@@ -413,6 +415,7 @@ impl Driver {
             http,
             https,
             certificate: None,
+            certificate_failed: false,
             signals,
             timer,
             resolver: Resolver::new(waker),
@@ -539,7 +542,7 @@ impl Driver {
                     let fingerprint = Ok(fingerprint.clone());
                     self.push_input(Input::CertificateMade { fingerprint });
                 } else {
-                    let _ = self.certificate();
+                    let _ = self.certificate(true);
                 }
             }
             Output::ReadConfig => {
@@ -705,17 +708,22 @@ impl Driver {
     }
 }
 
-/// Gives the allocator's free pages back to the system. Parsing the config and building
-/// the server free far more memory than the loop then holds, and glibc keeps freed pages
-/// in the middle of its heap, where they count as the daemon's resident memory.
 impl Driver {
     /// The HTTPS listener's server configuration, made (and its fingerprint told to the
     /// core) the first time it is needed; `None` if it cannot be made.
-    fn certificate(&mut self) -> Option<Arc<rustls::ServerConfig>> {
+    ///
+    /// After a failure (which takes a broken source of randomness), HTTPS connections are
+    /// dropped without trying again (`retry` false), so a peer cannot fill the log by
+    /// connecting; `info` tries again (`retry` true) and reports the error to its client.
+    fn certificate(&mut self, retry: bool) -> Option<Arc<rustls::ServerConfig>> {
         if let Some((config, _)) = &self.certificate {
             return Some(config.clone());
         }
+        if self.certificate_failed && !retry {
+            return None;
+        }
         let made = SelfSigned::generate();
+        self.certificate_failed = made.is_err();
         let fingerprint = made
             .as_ref()
             .map(|c| c.fingerprint.clone())
@@ -729,6 +737,9 @@ impl Driver {
     }
 }
 
+/// Gives the allocator's free pages back to the system. Parsing the config and building
+/// the server free far more memory than the loop then holds, and glibc keeps freed pages
+/// in the middle of its heap, where they count as the daemon's resident memory.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only hands free memory of the allocator back to the system.

@@ -63,7 +63,7 @@ impl Driver {
             let stream = if https {
                 // Without a certificate (it could not be made: logged) nothing can be
                 // served over TLS; the connection is dropped.
-                let Some(config) = self.certificate() else {
+                let Some(config) = self.certificate(false) else {
                     continue;
                 };
                 match rustls::ServerConnection::new(config) {

@@ -112,7 +112,7 @@ fn info_waits_for_the_certificate_made_when_first_needed() {
 }
 
 #[test]
-fn a_certificate_that_cannot_be_made_is_logged_and_asked_for_again() {
+fn a_certificate_that_cannot_be_made_is_an_error_and_asked_for_again() {
     let mut sim = Sim::new(config(vec![]));
     sim.server.listeners.https_fingerprint = None;
     let out = sim.input(Input::ClientAsked {
@@ -129,13 +129,8 @@ fn a_certificate_that_cannot_be_made_is_logged_and_asked_for_again() {
     );
     assert!(out.iter().any(|o| matches!(
         o,
-        Output::Reply {
-            client: ClientId(901),
-            reply: Reply::Info {
-                https_fingerprint: None,
-                ..
-            }
-        }
+        Output::Reply { client: ClientId(901), reply: Reply::Error { message } }
+            if message == "cannot make the HTTPS listener's certificate: no randomness"
     )));
     let out = sim.input(Input::ClientAsked {
         client: ClientId(902),
