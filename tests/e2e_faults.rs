@@ -71,6 +71,17 @@ fn serving(
     sb
 }
 
+/// Authorises `work` through `token_endpoint`: access token `fake-work-1`, refresh token
+/// `fake-refresh-1`, valid for an hour.
+fn authorise_work(sb: &Sandbox, token_endpoint: &Provider) {
+    token_endpoint.push([Reply::token(
+        "fake-work-1",
+        Some("fake-refresh-1"),
+        Some(3600),
+    )]);
+    sb.authorise("work", "fake-work-1");
+}
+
 /// The server still serves: `status` answers for both accounts, `other` has its token,
 /// and `work` has `work` (if given).
 #[track_caller]
@@ -113,12 +124,7 @@ fn refused_connections_during_a_refresh_keep_the_token_and_are_retried() {
         "refresh_retry = 1s;\n",
         "",
     );
-    token.push([Reply::token(
-        "fake-work-1",
-        Some("fake-refresh-1"),
-        Some(3600),
-    )]);
-    sb.authorise("work", "fake-work-1");
+    authorise_work(&sb, &token);
     // The token endpoint goes away: connections to it are refused.
     drop(token);
     sb.run(&["refresh", "work"]).ok("");
@@ -198,12 +204,7 @@ fn a_certificate_for_another_name_or_a_self_signed_one_is_refused_and_the_token_
     let bundle = sb.path_str("ca.pem");
     sb.set_env("SSL_CERT_FILE", &bundle);
     start(&mut sb, &healthy);
-    good.push([Reply::token(
-        "fake-work-1",
-        Some("fake-refresh-1"),
-        Some(3600),
-    )]);
-    sb.authorise("work", "fake-work-1");
+    authorise_work(&sb, &good);
     drop(good);
 
     let wrong_name = Provider::start_tls_at(port, ca.leaf_for(&["wrong.example"]));
@@ -255,12 +256,7 @@ fn a_provider_that_accepts_and_never_answers_times_out_and_the_token_is_kept() {
         "refresh_retry = 1s;\n",
         "http_timeout_ms=1000",
     );
-    token.push([Reply::token(
-        "fake-work-1",
-        Some("fake-refresh-1"),
-        Some(3600),
-    )]);
-    sb.authorise("work", "fake-work-1");
+    authorise_work(&sb, &token);
     token.push([Reply::Hang, Reply::token("fake-work-2", None, Some(3600))]);
     sb.run(&["refresh", "work"]).ok("");
     token.wait_token_requests(2);
@@ -291,12 +287,7 @@ fn transfer_fault(name: &str, fault: Reply, why: &str) {
         "refresh_retry = 1h;\n",
         "",
     );
-    token.push([Reply::token(
-        "fake-work-1",
-        Some("fake-refresh-1"),
-        Some(3600),
-    )]);
-    sb.authorise("work", "fake-work-1");
+    authorise_work(&sb, &token);
     token.push([fault, Reply::token("fake-work-2", None, Some(3600))]);
     sb.run(&["refresh", "work"]).ok("");
     wait_log(&sb, "work: refreshing failed (");
@@ -369,12 +360,7 @@ fn http_1_0_without_a_length_is_read_to_the_close() {
     let healthy = Provider::start();
     let token = Provider::start();
     let sb = serving("http10", &healthy, &token.url("/token"), "", "");
-    token.push([Reply::token(
-        "fake-work-1",
-        Some("fake-refresh-1"),
-        Some(3600),
-    )]);
-    sb.authorise("work", "fake-work-1");
+    authorise_work(&sb, &token);
     token.push([Reply::Raw(
         b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n\
           {\"access_token\": \"fake-work-2\", \"token_type\": \"bearer\", \"expires_in\": 3600}"
@@ -409,12 +395,7 @@ fn http_429_with_retry_after_delays_the_retry() {
         "refresh_retry = 1s;\n",
         "",
     );
-    token.push([Reply::token(
-        "fake-work-1",
-        Some("fake-refresh-1"),
-        Some(3600),
-    )]);
-    sb.authorise("work", "fake-work-1");
+    authorise_work(&sb, &token);
     token.push([
         Reply::Respond {
             status: 429,
