@@ -7,19 +7,15 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::fs;
-use std::path::Path;
 
 use pizauth_fsm::config::Config;
 
+#[path = "../../fuzz/replay.rs"]
+mod replay;
+
 #[test]
 fn config_corpus_replays() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/config");
-    let mut entries: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    entries.sort();
+    let entries = replay::inputs("config");
     let (mut valid, mut invalid) = (0, 0);
     for path in &entries {
         let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -50,7 +46,6 @@ fn config_corpus_replays() {
     }
     assert!(
         valid >= 6 && invalid >= 6,
-        "the seeds are missing from {}",
-        dir.display()
+        "the seeds are missing from fuzz/corpus/config"
     );
 }

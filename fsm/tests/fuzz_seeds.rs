@@ -8,14 +8,14 @@
 // Writing the corpus is I/O, which fsm/clippy.toml bans for the core itself, not its tests.
 #![allow(clippy::disallowed_methods)]
 
-use std::fs;
-use std::path::Path;
-
 use pizauth_fsm::Secret;
 use pizauth_fsm::dump::{Dump, DumpedAccount, fingerprint};
 use pizauth_fsm::fuzzing::{self, Harness, T0_WALL, standard_config};
 use pizauth_fsm::protocol::{Request, TokenStatus};
 use pizauth_fsm::time::WallTime;
+
+#[path = "../../fuzz/replay.rs"]
+mod replay;
 
 /// Seeds for `control`: every request kind, and near misses.
 fn control_seeds() -> Seeds {
@@ -535,22 +535,8 @@ fn all_seeds() -> Vec<(&'static str, Seeds)> {
 
 #[test]
 fn seed_files_are_what_this_code_makes() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     for (target, seeds) in all_seeds() {
-        let dir = corpus.join(target);
-        fs::create_dir_all(&dir).expect("the corpus directory");
-        for (name, bytes) in seeds {
-            let path = dir.join(format!("seed-{name}"));
-            if std::env::var_os("PIZAUTH_WRITE_SEEDS").is_some() {
-                fs::write(&path, &bytes).expect("a seed file");
-            } else {
-                assert!(
-                    fs::read(&path).ok().as_deref() == Some(&bytes[..]),
-                    "{} differs from the seed this code makes: rewrite the seeds with PIZAUTH_WRITE_SEEDS=1",
-                    path.display()
-                );
-            }
-        }
+        replay::check_seed_files(target, &seeds);
     }
 }
 

@@ -6,13 +6,13 @@
 //! rewrites them. Other tests check that they pass their targets and that the redirect
 //! seeds named `exchange-*` really start an exchange.
 
-use std::fs;
-use std::path::Path;
-
 use pizauth_fsm::event::Output;
 use pizauth_fsm::fuzzing::redirect_harness;
 use pizauth_io::fuzzing;
 use pizauth_io::http1::{ReadProgress, RequestReader};
+
+#[path = "../../fuzz/replay.rs"]
+mod replay;
 
 /// Named seed inputs.
 type Seeds = Vec<(String, Vec<u8>)>;
@@ -226,26 +226,8 @@ fn token_response_seeds() -> Seeds {
 
 #[test]
 fn seed_files_are_what_this_code_makes() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-    for (target, seeds) in [
-        ("redirect", redirect_seeds()),
-        ("token_response", token_response_seeds()),
-    ] {
-        let dir = corpus.join(target);
-        fs::create_dir_all(&dir).expect("the corpus directory");
-        for (name, bytes) in seeds {
-            let path = dir.join(format!("seed-{name}"));
-            if std::env::var_os("PIZAUTH_WRITE_SEEDS").is_some() {
-                fs::write(&path, &bytes).expect("a seed file");
-            } else {
-                assert!(
-                    fs::read(&path).ok().as_deref() == Some(&bytes[..]),
-                    "{} differs from the seed this code makes: rewrite the seeds with PIZAUTH_WRITE_SEEDS=1",
-                    path.display()
-                );
-            }
-        }
-    }
+    replay::check_seed_files("redirect", &redirect_seeds());
+    replay::check_seed_files("token_response", &token_response_seeds());
 }
 
 #[test]
