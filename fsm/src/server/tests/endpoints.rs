@@ -127,15 +127,12 @@ fn revoke_also_revokes_the_refresh_token_at_the_provider() {
     let mut sim = Sim::new(config(vec![a.clone()]));
     sim.authorise("a", "AT", Some("RT"), 3600);
     let client = ClientId(900);
-    let out = sim.input(Input::ClientAsked {
+    let out = sim.send(
         client,
-        bytes: Secret::new(
-            Request::Revoke {
-                account: "a".into(),
-            }
-            .encode(),
-        ),
-    });
+        Request::Revoke {
+            account: "a".into(),
+        },
+    );
     assert!(
         !out.iter().any(|o| matches!(o, Output::Reply { .. })),
         "the reply waits for the provider"
@@ -159,29 +156,23 @@ fn revoke_also_revokes_the_refresh_token_at_the_provider() {
     // A failure at the provider is reported, and the local forget stands.
     let mut sim = Sim::new(config(vec![a]));
     sim.authorise("a", "AT", Some("RT"), 3600);
-    let out = sim.input(Input::ClientAsked {
+    let out = sim.send(
         client,
-        bytes: Secret::new(
-            Request::Revoke {
-                account: "a".into(),
-            }
-            .encode(),
-        ),
-    });
+        Request::Revoke {
+            account: "a".into(),
+        },
+    );
     let (id, _) = single_http(&out);
     let out = sim.respond(id, 400, r#"{"error":"unsupported_token_type"}"#);
     assert!(out.iter().any(|o| matches!(o, Output::Reply { reply: Reply::Notice { message }, .. } if message == "a: revoked locally; revoking at the provider failed: revocation endpoint answered HTTP 400: unsupported_token_type")), "{out:?}");
     // Timeouts too.
     sim.authorise("a", "AT", Some("RT"), 3600);
-    let out = sim.input(Input::ClientAsked {
+    let out = sim.send(
         client,
-        bytes: Secret::new(
-            Request::Revoke {
-                account: "a".into(),
-            }
-            .encode(),
-        ),
-    });
+        Request::Revoke {
+            account: "a".into(),
+        },
+    );
     assert_eq!(http_requests(&out).len(), 1);
     let out = sim.advance(secs(30));
     assert!(out.iter().any(|o| matches!(o, Output::Reply { reply: Reply::Notice { message }, .. } if message.contains("no answer within 30 s"))), "{out:?}");
@@ -195,15 +186,12 @@ fn revoke_discovers_the_revocation_endpoint_when_needed() {
     sim.respond(id, 200, METADATA);
     sim.authorise("a", "AT", None, 3600);
     let (reply, out) = {
-        let out = sim.input(Input::ClientAsked {
-            client: ClientId(5),
-            bytes: Secret::new(
-                Request::Revoke {
-                    account: "a".into(),
-                }
-                .encode(),
-            ),
-        });
+        let out = sim.send(
+            ClientId(5),
+            Request::Revoke {
+                account: "a".into(),
+            },
+        );
         (out.iter().any(|o| matches!(o, Output::Reply { .. })), out)
     };
     assert!(!reply);

@@ -176,14 +176,20 @@ impl Sim {
         self.now.wall = self.now.wall + delta;
     }
 
+    /// Sends `request` as `client`; returns everything it caused (the reply, if there is
+    /// one yet, among it).
+    pub fn send(&mut self, client: ClientId, request: Request) -> Vec<Output> {
+        self.input(Input::ClientAsked {
+            client,
+            bytes: Secret::new(request.encode()),
+        })
+    }
+
     /// Sends a control request; returns the reply to it and the other outputs.
     pub fn ask(&mut self, request: Request) -> (Reply, Vec<Output>) {
         let client = ClientId(self.next_client);
         self.next_client += 1;
-        let out = self.input(Input::ClientAsked {
-            client,
-            bytes: Secret::new(request.encode()),
-        });
+        let out = self.send(client, request);
         let mut reply = None;
         let mut rest = Vec::new();
         for o in out {

@@ -115,10 +115,7 @@ fn info_waits_for_the_certificate_made_when_first_needed() {
 fn a_certificate_that_cannot_be_made_is_an_error_and_asked_for_again() {
     let mut sim = Sim::new(config(vec![]));
     sim.server.listeners.https_fingerprint = None;
-    let out = sim.input(Input::ClientAsked {
-        client: ClientId(901),
-        bytes: Secret::new(Request::Info.encode()),
-    });
+    let out = sim.send(ClientId(901), Request::Info);
     assert!(matches!(out[..], [Output::MakeCertificate]));
     let out = sim.input(Input::CertificateMade {
         fingerprint: Err("no randomness".into()),
@@ -132,10 +129,7 @@ fn a_certificate_that_cannot_be_made_is_an_error_and_asked_for_again() {
         Output::Reply { client: ClientId(901), reply: Reply::Error { message } }
             if message == "cannot make the HTTPS listener's certificate: no randomness"
     )));
-    let out = sim.input(Input::ClientAsked {
-        client: ClientId(902),
-        bytes: Secret::new(Request::Info.encode()),
-    });
+    let out = sim.send(ClientId(902), Request::Info);
     assert!(matches!(out[..], [Output::MakeCertificate]));
 }
 
@@ -366,10 +360,7 @@ fn dump_and_restore_move_tokens_between_servers() {
 fn reload_with(sim: &mut Sim, text: &str) -> Reply {
     let (reply_none, out) = {
         let client = ClientId(500);
-        let out = sim.input(Input::ClientAsked {
-            client,
-            bytes: Secret::new(Request::Reload.encode()),
-        });
+        let out = sim.send(client, Request::Reload);
         (out.iter().any(|o| matches!(o, Output::Reply { .. })), out)
     };
     assert!(!reply_none, "reload replies only after the config is read");

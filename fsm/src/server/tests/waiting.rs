@@ -97,10 +97,7 @@ fn reload_runs_client_secret_cmd_and_uses_its_output() {
     let mut sim = Sim::new(first);
     sim.authorise("a", "AT", Some("RT"), 3600);
     let client = ClientId(80);
-    let out = sim.input(Input::ClientAsked {
-        client,
-        bytes: Secret::new(Request::Reload.encode()),
-    });
+    let out = sim.send(client, Request::Reload);
     assert!(out.iter().any(|o| matches!(o, Output::ReadConfig)));
     let out = sim.input(Input::ConfigRead {
         result: Ok(WITH_CMD.into()),
@@ -143,10 +140,7 @@ fn reload_runs_client_secret_cmd_and_uses_its_output() {
 fn a_failing_client_secret_cmd_fails_the_reload_naming_the_account() {
     let mut sim = Sim::new(Config::parse(WITH_CMD, "pizauth.conf").unwrap().config);
     let client = ClientId(81);
-    sim.input(Input::ClientAsked {
-        client,
-        bytes: Secret::new(Request::Reload.encode()),
-    });
+    sim.send(client, Request::Reload);
     let out = sim.input(Input::ConfigRead {
         result: Ok(WITH_CMD.replace("\"b\"", "\"c\"")),
     });
