@@ -25,7 +25,7 @@ use crate::paths::{Env, create_private_dir, socket_path};
 pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(), Failure> {
     // Before the config (which may hold client secrets) is even read. Best effort: a
     // failure leaves the server as safe as pizauth 1.1.0 (the driver logs it).
-    let _ = pizauth_io::os::disable_core_dumps();
+    let core_dumps_disabled = pizauth_io::os::disable_core_dumps();
 
     let env = Env::from_process();
     let config_path = env.config_path(config).map_err(Failure::Error)?;
@@ -60,6 +60,7 @@ pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(),
         config_path,
         config: parsed.config,
         socket_path: socket_path(&runtime_dir),
+        core_dumps_disabled,
     })
     .map_err(|e| Failure::Error(e.to_string()))?;
 

@@ -53,7 +53,7 @@ impl Driver {
     pub(super) fn accept_control(&mut self, now: Now) {
         loop {
             if self.count(|c| matches!(c, Conn::Control(_))) >= MAX_CONTROL_CONNS {
-                self.accept_paused[0] = true;
+                self.control_paused = true;
                 return;
             }
             let (stream, _) = match self.control.accept() {

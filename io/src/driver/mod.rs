@@ -55,6 +55,10 @@ pub struct Settings {
     pub config: Config,
     /// The control socket's path (its directory already exists with mode 0700).
     pub socket_path: PathBuf,
+    /// What [`os::disable_core_dumps`] said when the caller ran it, before reading the
+    /// config (the limit and the flag are inherited across `fork`); a failure is logged
+    /// once the log is set up.
+    pub core_dumps_disabled: io::Result<()>,
 }
 
 /// Why the server could not start (or stopped abnormally).
@@ -356,8 +360,9 @@ struct Driver {
     http_client: outgoing::Client,
     /// Inputs produced while performing outputs, handled before the loop sleeps.
     inputs: VecDeque<Input>,
-    /// Listeners that stopped accepting because their connection cap was reached.
-    accept_paused: [bool; 3],
+    /// The control listener stopped accepting at its connection cap (redirect listeners
+    /// evict their oldest connection instead).
+    control_paused: bool,
     touch_at: Instant,
     exiting: bool,
     /// The time of the current loop turn.
@@ -372,28 +377,22 @@ impl Driver {
     fn new(mut p: Prepared, log: Box<dyn Log>) -> io::Result<Driver> {
         // Before any thread exists: the signal mask must be inherited by all of them.
         let mut signals = Signals::new()?;
-        let core_dumps = os::disable_core_dumps();
+        let core_dumps = std::mem::replace(&mut p.settings.core_dumps_disabled, Ok(()));
         let poll = Poll::new()?;
         let registry = poll.registry();
-        let mut control = UnixListener::from_std(p.control.try_clone()?);
-        registry.register(&mut control, CONTROL, Interest::READABLE)?;
         let listeners = p.listeners();
-        let mut http = p
-            .http
-            .as_ref()
-            .map(|l| l.try_clone().map(TcpListener::from_std))
-            .transpose()?;
-        if let Some(l) = &mut http {
-            registry.register(l, HTTP, Interest::READABLE)?;
-        }
-        let mut https = p
-            .https
-            .as_ref()
-            .map(|l| l.try_clone().map(TcpListener::from_std))
-            .transpose()?;
-        if let Some(l) = &mut https {
-            registry.register(l, HTTPS, Interest::READABLE)?;
-        }
+        let mut control = UnixListener::from_std(p.control);
+        registry.register(&mut control, CONTROL, Interest::READABLE)?;
+        let watch = |listener: Option<StdTcpListener>, token| -> io::Result<_> {
+            let Some(listener) = listener else {
+                return Ok(None);
+            };
+            let mut listener = TcpListener::from_std(listener);
+            registry.register(&mut listener, token, Interest::READABLE)?;
+            Ok(Some(listener))
+        };
+        let http = watch(p.http, HTTP)?;
+        let https = watch(p.https, HTTPS)?;
         registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut timer = BootTimer::new()?;
         registry.register(&mut timer, TIMER, Interest::READABLE)?;
@@ -427,7 +426,7 @@ impl Driver {
             next_id: 1,
             http_client: outgoing::Client::default(),
             inputs: VecDeque::new(),
-            accept_paused: [false; 3],
+            control_paused: false,
             touch_at: now.boot + TOUCH_EVERY,
             exiting: false,
             now,
@@ -655,7 +654,7 @@ impl Driver {
         };
         self.free.push(slot);
         let registry = self.poll.registry();
-        let (deadline, kind) = match conn {
+        let (deadline, control) = match conn {
             Conn::Control(mut c) => {
                 if c.registered {
                     let _ = registry.deregister(&mut c.stream);
@@ -666,32 +665,28 @@ impl Driver {
                 if large {
                     release_free_memory();
                 }
-                (deadline, 0)
+                (deadline, true)
             }
             Conn::Redirect(mut c) => {
                 c.stream.close();
                 let _ = registry.deregister(&mut c.stream.tcp);
                 self.ids.remove(&c.id);
-                (c.deadline, if c.https { 2 } else { 1 })
+                (c.deadline, false)
             }
             Conn::Outgoing(mut c) => {
                 if let Some(s) = &mut c.stream {
                     let _ = registry.deregister(&mut s.tcp);
                 }
                 self.http_client.forget(slot, &c);
-                (c.deadline, usize::MAX)
+                (c.deadline, false)
             }
         };
         self.set_deadline(slot, deadline, None);
-        // A listener that paused at its cap may accept again.
-        if kind < 3 && self.accept_paused[kind] {
-            self.accept_paused[kind] = false;
+        // The control listener, paused at its cap, may accept again.
+        if control && self.control_paused {
+            self.control_paused = false;
             let now = self.now;
-            match kind {
-                0 => self.accept_control(now),
-                1 => self.accept_redirect(now, false),
-                _ => self.accept_redirect(now, true),
-            }
+            self.accept_control(now);
         }
     }
 
