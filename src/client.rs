@@ -54,14 +54,12 @@ impl From<ExchangeError> for Failure {
 
 /// `pizauth show [-u] [-w seconds] account`: prints the token and a newline.
 pub fn show(account: String, with_url: bool, wait: Option<u32>) -> Result<(), Failure> {
-    let timeout = TIMEOUT + Duration::from_secs(u64::from(wait.unwrap_or(0)));
     let request = Request::Show {
         account,
         with_url,
         wait,
     };
-    let runtime_dir = Env::from_process().runtime_dir().map_err(Failure::Error)?;
-    match exchange_within(&socket_path(&runtime_dir), &request, timeout)? {
+    match ask(request)? {
         // Two writes to the locked stdout: no extra copy of the token is made.
         Reply::Token { token } => write_stdout(&[token.as_str().as_bytes(), b"\n"]),
         other => unexpected(other),
@@ -180,11 +178,13 @@ fn ask(request: Request) -> Result<Reply, Failure> {
 }
 
 /// How long to wait for the reply to `request`: [`TIMEOUT`], plus what the server may
-/// legitimately spend first (a reload runs `client_secret_cmd`s; a revoke may discover
-/// the revocation endpoint and then wait for it, each bounded by the HTTP timeout).
+/// legitimately spend first (`show -w` its wait; a reload runs `client_secret_cmd`s; a
+/// revoke may discover the revocation endpoint and then wait for it, each bounded by the
+/// HTTP timeout).
 fn timeout_for(request: &Request) -> Duration {
     const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
     match request {
+        Request::Show { wait, .. } => TIMEOUT + Duration::from_secs(u64::from(wait.unwrap_or(0))),
         Request::Reload => TIMEOUT + pizauth_fsm::server::SECRET_TIMEOUT,
         Request::Revoke { .. } => TIMEOUT + 2 * HTTP_TIMEOUT,
         _ => TIMEOUT,
