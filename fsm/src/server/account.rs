@@ -240,14 +240,19 @@ impl State {
     }
 
     /// The HTTP request in flight, if any (at most one per account).
-    pub fn request(&self) -> Option<RequestId> {
+    pub fn in_flight(&self) -> Option<InFlight> {
         match self {
-            State::Exchanging(e) => e.step.in_flight().map(|f| f.request),
-            State::Refreshing(r) => Some(r.flight.request),
-            State::Device(Device::Requesting(f)) => Some(f.request),
-            State::Device(Device::Polling(p)) => p.step.in_flight().map(|f| f.request),
+            State::Exchanging(e) => e.step.in_flight(),
+            State::Refreshing(r) => Some(r.flight),
+            State::Device(Device::Requesting(f)) => Some(*f),
+            State::Device(Device::Polling(p)) => p.step.in_flight(),
             _ => None,
         }
+    }
+
+    /// The id of the request in flight, if any.
+    pub fn request(&self) -> Option<RequestId> {
+        self.in_flight().map(|f| f.request)
     }
 
     /// The key under which a pending request is indexed.

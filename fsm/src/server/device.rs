@@ -44,26 +44,8 @@ impl Server {
         self.outputs.push_back(Output::SendHttp { request, http });
     }
 
-    /// The outcome of a device-flow request: codes, or a poll's answer.
-    pub(super) fn device_finished(
-        &mut self,
-        now: Now,
-        id: AccountId,
-        flight: InFlight,
-        result: Result<HttpResponse, TransportError>,
-    ) {
-        let requesting = matches!(
-            self.accounts.get(&id).map(|s| &s.state),
-            Some(State::Device(Device::Requesting(_)))
-        );
-        if requesting {
-            self.codes_received(now, id, result);
-        } else {
-            self.poll_finished(now, id, flight, result);
-        }
-    }
-
-    fn codes_received(
+    /// The answer to the request for codes.
+    pub(super) fn codes_received(
         &mut self,
         now: Now,
         id: AccountId,
@@ -112,20 +94,9 @@ impl Server {
     pub(super) fn device_due(&mut self, now: Now, id: AccountId) {
         let (expires, notify, step) = match self.accounts.get(&id).map(|s| &s.state) {
             Some(State::Device(Device::Polling(p))) => (p.expires, p.next_notify, p.step),
-            Some(State::Device(Device::Requesting(f))) => {
-                let f = *f;
-                self.requests.remove(&f.request);
-                self.outputs
-                    .push_back(Output::CancelHttp { request: f.request });
-                let timeout = format!(
-                    "no answer within {}",
-                    crate::time::span(self.tunables.http_timeout)
-                );
-                return self.fail(
-                    now,
-                    id,
-                    format!("requesting a device code failed: {timeout}"),
-                );
+            Some(State::Device(Device::Requesting(_))) => {
+                let timeout = self.no_answer("");
+                return self.codes_received(now, id, Err(timeout));
             }
             _ => return,
         };
@@ -156,10 +127,8 @@ impl Server {
         match step {
             Step::RetryAt(t) if t <= now.boot => self.poll(now, id),
             Step::InFlight(f) if f.deadline <= now.boot => {
-                self.requests.remove(&f.request);
-                self.outputs
-                    .push_back(Output::CancelHttp { request: f.request });
-                self.poll_again(now, id, Duration::ZERO);
+                let timeout = self.no_answer(" from the token endpoint");
+                self.poll_finished(now, id, f, Err(timeout));
             }
             _ => (),
         }
@@ -211,7 +180,8 @@ impl Server {
         });
     }
 
-    fn poll_finished(
+    /// A poll's answer.
+    pub(super) fn poll_finished(
         &mut self,
         now: Now,
         id: AccountId,

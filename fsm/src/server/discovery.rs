@@ -192,24 +192,17 @@ impl Server {
     fn fetch_metadata(&mut self, now: Now, issuer: Arc<Url>, stage: usize) {
         let [rfc8414, oidc] = oauth::discovery_urls(&issuer);
         let url = Arc::new(if stage == 0 { rfc8414 } else { oidc });
-        let request = self.fresh_request();
-        let timeout = self.tunables.http_timeout;
         self.log(
             Level::Debug,
             format!("fetching the metadata of {issuer} from {url}"),
         );
-        self.side.insert(request, Side::Discovery { issuer, stage });
-        self.timers
-            .set(TimerKey::Request(request), Some(now.boot + timeout));
-        self.outputs.push_back(Output::SendHttp {
-            request,
-            http: HttpRequest {
-                method: Method::Get,
-                url,
-                body: Secret::new(Vec::new()),
-                timeout,
-            },
-        });
+        let http = HttpRequest {
+            method: Method::Get,
+            url,
+            body: Secret::new(Vec::new()),
+            timeout: self.tunables.http_timeout,
+        };
+        self.send_side(now, Side::Discovery { issuer, stage }, http);
     }
 
     /// Sends a request that belongs to no account, with its own deadline.
@@ -260,15 +253,10 @@ impl Server {
         if !self.side.contains_key(&request) {
             return;
         }
+        // Side requests are not an account's state: `update` does not cancel them.
         self.outputs.push_back(Output::CancelHttp { request });
-        let error = TransportError {
-            kind: crate::event::TransportErrorKind::Io,
-            message: format!(
-                "no answer within {}",
-                crate::time::span(self.tunables.http_timeout)
-            ),
-        };
-        self.side_finished(now, request, Err(error), entropy);
+        let timeout = self.no_answer("");
+        self.side_finished(now, request, Err(timeout), entropy);
     }
 
     fn discovered(

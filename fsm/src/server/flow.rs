@@ -295,16 +295,7 @@ impl Server {
         match step {
             Step::RetryAt(_) => self.send_exchange(now, id),
             Step::InFlight(f) => {
-                let timeout = TransportError {
-                    kind: crate::event::TransportErrorKind::Io,
-                    message: format!(
-                        "no answer from the token endpoint within {}",
-                        crate::time::span(self.tunables.http_timeout)
-                    ),
-                };
-                self.requests.remove(&f.request);
-                self.outputs
-                    .push_back(Output::CancelHttp { request: f.request });
+                let timeout = self.no_answer(" from the token endpoint");
                 self.exchange_finished(now, id, f, Err(timeout));
             }
         }
@@ -331,23 +322,19 @@ impl Server {
             );
             return;
         };
-        let flight = match self.accounts.get(&id).map(|s| &s.state) {
-            Some(State::Exchanging(e)) => match e.step.in_flight() {
-                Some(f) => f,
-                None => return,
-            },
-            Some(State::Refreshing(r)) => return self.refresh_finished(now, id, r.flight, result),
-            Some(State::Device(Device::Requesting(f))) => {
-                let f = *f;
-                return self.device_finished(now, id, f, result);
-            }
-            Some(State::Device(Device::Polling(p))) => match p.step.in_flight() {
-                Some(f) => return self.device_finished(now, id, f, result),
-                None => return,
-            },
-            _ => return,
+        let Some(state) = self.accounts.get(&id).map(|s| &s.state) else {
+            return;
         };
-        self.exchange_finished(now, id, flight, result);
+        let Some(flight) = state.in_flight() else {
+            return;
+        };
+        match state {
+            State::Exchanging(_) => self.exchange_finished(now, id, flight, result),
+            State::Refreshing(_) => self.refresh_finished(now, id, flight, result),
+            State::Device(Device::Requesting(_)) => self.codes_received(now, id, result),
+            State::Device(Device::Polling(_)) => self.poll_finished(now, id, flight, result),
+            _ => (),
+        }
     }
 
     /// The code exchange ended: tokens, a retry after a transport error, or failure.

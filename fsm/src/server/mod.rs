@@ -305,6 +305,19 @@ impl Server {
         }
     }
 
+    /// The error a request that got no answer within the HTTP timeout ends with; `from`
+    /// names whom it was asked of (such as `" from the token endpoint"`). An account's
+    /// request is cancelled by [`Server::update`] once its handler moves the account on.
+    fn no_answer(&self, from: &str) -> crate::event::TransportError {
+        crate::event::TransportError {
+            kind: crate::event::TransportErrorKind::Io,
+            message: format!(
+                "no answer{from} within {}",
+                crate::time::span(self.tunables.http_timeout)
+            ),
+        }
+    }
+
     /// Replaces the state of account `id` with what `f` makes of the old one, keeping
     /// every index in step: the pending-state index, the request map (a request the new
     /// state no longer carries is cancelled), and the account's timer.

@@ -184,18 +184,8 @@ impl Server {
             Some(State::Refreshing(r)) => r.flight,
             _ => return,
         };
-        self.requests.remove(&flight.request);
-        self.outputs.push_back(Output::CancelHttp {
-            request: flight.request,
-        });
-        let error = TransportError {
-            kind: crate::event::TransportErrorKind::Io,
-            message: format!(
-                "no answer from the token endpoint within {}",
-                crate::time::span(self.tunables.http_timeout)
-            ),
-        };
-        self.refresh_finished(now, id, flight, Err(error));
+        let timeout = self.no_answer(" from the token endpoint");
+        self.refresh_finished(now, id, flight, Err(timeout));
     }
 
     /// The refresh ended: new tokens, a transient failure (keep the token, retry), or a

@@ -98,6 +98,39 @@ fn device_flow_shows_the_code_notifies_and_polls_until_authorised() {
 }
 
 #[test]
+fn device_requests_without_an_answer_are_cancelled_and_handled_as_failures() {
+    // The request for codes: cancelled at the HTTP timeout, and the flow fails saying so.
+    let mut sim = Sim::new(config(vec![device_account("dev")]));
+    let (_, out) = sim.show("dev");
+    let (id, _) = single_http(&out);
+    let out = sim.advance(secs(30));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::CancelHttp { request } if *request == id))
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Log { message, .. }
+            if message.ends_with("requesting a device code failed: no answer within 30 s"))),
+        "{out:?}"
+    );
+    // A poll: cancelled at the HTTP timeout, and polling goes on an interval later.
+    let mut sim = Sim::new(config(vec![device_account("dev")]));
+    codes_issued(&mut sim);
+    let out = sim.advance(secs(5));
+    let (id, _) = single_http(&out);
+    let out = sim.advance(secs(30));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::CancelHttp { request } if *request == id))
+    );
+    assert!(http_requests(&out).is_empty(), "{out:?}");
+    assert_eq!(sim.next_deadline(), Some(secs(40)));
+    let out = sim.advance(secs(5));
+    let (next, _) = single_http(&out);
+    assert_ne!(next, id);
+}
+
+#[test]
 fn device_flow_ends_on_denial_expiry_and_code_expiry() {
     for (answer, message) in [
         (r#"{"error":"access_denied"}"#, "authorisation was denied"),
