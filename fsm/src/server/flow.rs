@@ -405,6 +405,18 @@ impl Server {
 
     /// The account ends up with no token because of `why`; the user is told.
     pub(super) fn fail(&mut self, now: Now, id: AccountId, why: String) {
+        self.fail_with(now, id, why, None);
+    }
+
+    /// [`Server::fail`], with `event` (a token that was held is gone) queued before the
+    /// user is told.
+    pub(super) fn fail_with(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        why: String,
+        event: Option<TokenEvent>,
+    ) {
         self.note_error(id, &why);
         self.update(id, |_, _| {
             State::Failed(Failed {
@@ -412,6 +424,9 @@ impl Server {
                 why: why.clone(),
             })
         });
+        if let Some(event) = event {
+            self.token_event(id, event);
+        }
         self.error_notify(id, &why);
     }
 }

@@ -7,7 +7,7 @@ use crate::event::{HttpRequest, HttpResponse, Level, Method, Output, TransportEr
 use crate::oauth::{self, TokenError, TokenResponse};
 use crate::time::{Instant, Now};
 
-use super::account::{Active, Failed, InFlight, Next, Refreshing, State, Tokens};
+use super::account::{Active, InFlight, Next, Refreshing, State, Tokens};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
 use super::{AccountId, Server};
@@ -209,23 +209,15 @@ impl Server {
         };
         match outcome {
             Ok(t) => {
-                let lifetime = self.lifetime(id, t.expires_in);
-                self.update(id, |_, state| match state {
-                    State::Refreshing(r) => State::Active(Active {
-                        tokens: Tokens {
-                            access: t.access_token,
-                            // An absent refresh token keeps the old one (RFC 6749 6).
-                            refresh: t.refresh_token.or(r.tokens.refresh),
-                            obtained: flight.sent,
-                            expires: flight.sent + lifetime,
-                        },
-                        failures: 0,
-                        last_attempt: None,
-                        next: Next::RefreshAt(now.boot),
-                    }),
-                    other => other,
-                });
-                self.schedule(now, id);
+                let mut tokens = self.tokens_from(id, t, flight.sent);
+                if tokens.refresh.is_none() {
+                    // An absent refresh token keeps the old one (RFC 6749 6).
+                    tokens.refresh = match self.accounts.get_mut(&id).map(|s| &mut s.state) {
+                        Some(State::Refreshing(r)) => r.tokens.refresh.take(),
+                        _ => None,
+                    };
+                }
+                self.install(now, id, tokens);
                 self.token_event(id, TokenEvent::Refreshed);
             }
             Err((true, message, retry_after)) => {
@@ -321,14 +313,6 @@ impl Server {
 
     /// Drops the token for good: the next `show` starts a new authorisation.
     pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: String) {
-        self.note_error(id, &why);
-        self.update(id, |_, _| {
-            State::Failed(Failed {
-                at: now.boot,
-                why: why.clone(),
-            })
-        });
-        self.token_event(id, TokenEvent::Invalidated);
-        self.error_notify(id, &why);
+        self.fail_with(now, id, why, Some(TokenEvent::Invalidated));
     }
 }
