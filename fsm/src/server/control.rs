@@ -4,7 +4,7 @@ use crate::event::{ClientId, Entropy, Level, Output};
 use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
-use super::account::{Device, Grant, Next, State};
+use super::account::{Device, Grant, State};
 use super::discovery::Want;
 use super::{AccountId, Server};
 
@@ -33,7 +33,7 @@ impl Server {
                 None => Some(no_account(&account)),
             },
             Request::Refresh { account, with_url } => match self.by_name.get(&account).copied() {
-                Some(id) => Some(self.refresh_asked(now, id, with_url, entropy)),
+                Some(id) => Some(self.refresh_asked(now, client, id, with_url, entropy)),
                 None => Some(no_account(&account)),
             },
             Request::Revoke { account } => match self.by_name.get(&account).copied() {
@@ -131,10 +131,8 @@ impl Server {
                     token: r.tokens.access.clone(),
                 });
             }
-            State::Active(a) => {
-                if !matches!(a.next, Next::Checking(_)) {
-                    self.start_refresh(now, id);
-                }
+            State::Active(_) => {
+                self.start_refresh(now, id);
                 message = Some("Access token has expired. Refreshing initiated".to_owned());
             }
             State::Unauthorised | State::Failed(_) => match self.discovering(id) {
@@ -203,37 +201,26 @@ impl Server {
     }
 
     /// `refresh`: with a token, refresh it now (unless already under way); without one,
-    /// behave as `show` does.
+    /// behave as `show` (without waiting) does.
     fn refresh_asked(
         &mut self,
         now: Now,
+        client: ClientId,
         id: AccountId,
         with_url: bool,
         entropy: &mut dyn Entropy,
     ) -> Reply {
-        let Some(slot) = self.accounts.get(&id) else {
-            return Reply::error("Access token unavailable: the account no longer exists");
-        };
-        match &slot.state {
-            State::Active(a) => {
-                if !matches!(a.next, Next::Checking(_)) {
-                    self.start_refresh(now, id);
-                }
+        match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Active(_)) => {
+                self.start_refresh(now, id);
                 Reply::Done
             }
-            State::Refreshing(_) => Reply::Done,
-            State::Unauthorised | State::Failed(_) => {
-                match self.discovering(id) {
-                    Some(issuer) => self.await_issuer(&issuer, id, Want::Authorise),
-                    None => {
-                        if let Err(why) = self.begin(now, id, entropy) {
-                            return Reply::error(format!("Access token unavailable: {why}"));
-                        }
-                    }
-                }
-                Reply::error(self.unavailable_message(now, id, with_url))
-            }
-            _ => Reply::error(self.unavailable_message(now, id, with_url)),
+            Some(State::Refreshing(_)) => Reply::Done,
+            _ => self
+                .show(now, client, id, with_url, None, entropy)
+                .unwrap_or_else(|| {
+                    Reply::error("Access token unavailable: the account no longer exists")
+                }),
         }
     }
 

@@ -118,8 +118,9 @@ impl Server {
         }
     }
 
-    /// Sends a refresh request now, if the account is active and can refresh; an
-    /// account without a refresh token returns to no token.
+    /// Sends a refresh request now, if the account is active, not waiting for
+    /// `transient_error_if_cmd`, and can refresh; an expired token without a refresh token
+    /// is dropped.
     pub(super) fn start_refresh(&mut self, now: Now, id: AccountId) {
         let Some(slot) = self.accounts.get(&id) else {
             return;
@@ -127,9 +128,11 @@ impl Server {
         let State::Active(a) = &slot.state else {
             return;
         };
+        if matches!(a.next, Next::Checking(_)) {
+            return;
+        }
         // Client-credentials accounts renew by asking again; others need a refresh token.
-        let renew = slot.config.flow == Flow::ClientCredentials && a.tokens.refresh.is_none();
-        if a.tokens.refresh.is_none() && !renew {
+        if a.tokens.refresh.is_none() && slot.config.flow != Flow::ClientCredentials {
             if a.tokens.expires <= now.boot {
                 self.update(id, |_, _| State::Unauthorised);
                 self.token_event(id, TokenEvent::Invalidated);
