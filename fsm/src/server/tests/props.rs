@@ -39,7 +39,7 @@ fn op() -> impl Strategy<Value = Op> {
         (
             0..4usize,
             prop_oneof![Just(200u16), Just(400), Just(429), Just(500)],
-            0..6u8
+            0..BODIES.len() as u8
         )
             .prop_map(|(i, s, b)| Op::Respond(i, s, b)),
         (0..4usize).prop_map(Op::Fail),

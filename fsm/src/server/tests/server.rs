@@ -24,7 +24,8 @@ fn unknown_accounts_and_garbage_get_clear_errors() {
             "{out:?}"
         );
     }
-    assert!(sim.show_text("work").is_err());
+    // Still serving: `work` starts its flow as if nothing had happened.
+    assert!(sim.show_text("work").unwrap_err().contains("with URL"));
 }
 
 #[test]
@@ -419,7 +420,7 @@ account "new" { auth_uri = "https://auth.example/authorize"; token_uri = "https:
         sim.show_text("removed").unwrap_err(),
         "No account 'removed'"
     );
-    assert!(sim.show_text("new").is_err());
+    assert!(sim.show_text("new").unwrap_err().contains("with URL"));
     // The removed account's refresh was cancelled; its late answer changes nothing.
     let out = sim.respond(
         in_flight,
@@ -445,5 +446,79 @@ fn sighup_reload_without_a_client() {
             .iter()
             .any(|m| m.contains("permission denied"))
     );
-    assert!(sim.show_text("a").is_err(), "account a still configured");
+    assert!(
+        sim.show_text("a").unwrap_err().contains("with URL"),
+        "account a still configured"
+    );
+}
+
+/// SPEC.md section 7: the fingerprint covers every security-relevant option (and only
+/// those: timing may change without losing tokens).
+#[test]
+fn the_fingerprint_covers_every_security_relevant_option_and_nothing_else() {
+    use crate::config::Flow;
+    use crate::dump::fingerprint;
+    let base = account("a");
+    let url = |s: &str| Url::parse(s).unwrap();
+    type Change = fn(&mut Account, &dyn Fn(&str) -> Url);
+    let changes: [(&str, Change); 12] = [
+        ("auth_uri", |a, u| {
+            a.auth_uri = Some(u("https://other.example/authorize").into())
+        }),
+        ("token_uri", |a, u| {
+            a.token_uri = Some(u("https://other.example/token").into())
+        }),
+        ("client_id", |a, _| a.client_id = "other".into()),
+        ("client_secret", |a, _| {
+            a.client_secret = Some(Secret::new("s".into()))
+        }),
+        ("redirect_uri", |a, u| {
+            a.redirect_uri = u("http://localhost/other").into()
+        }),
+        ("scopes", |a, _| a.scopes = vec!["mail".to_owned()].into()),
+        ("scope order", |a, _| {
+            a.scopes = vec!["offline_access".to_owned(), "mail".to_owned()].into()
+        }),
+        ("auth_uri_fields", |a, _| {
+            a.auth_uri_fields = vec![("login_hint".into(), "me@example.com".into())]
+        }),
+        ("auth_flow", |a, _| a.flow = Flow::Device),
+        ("device_auth_uri", |a, u| {
+            a.device_auth_uri = Some(u("https://d.example/").into())
+        }),
+        ("issuer", |a, u| {
+            a.issuer = Some(u("https://id.example/").into())
+        }),
+        ("revoke_uri", |a, u| {
+            a.revoke_uri = Some(u("https://r.example/").into())
+        }),
+    ];
+    for (what, change) in changes {
+        let mut changed = base.clone();
+        change(&mut changed, &url);
+        assert_ne!(
+            fingerprint(&changed),
+            fingerprint(&base),
+            "{what} is not covered"
+        );
+    }
+    let mut fields = base.clone();
+    fields.auth_uri_fields = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
+    let mut swapped = base.clone();
+    swapped.auth_uri_fields = vec![("b".into(), "2".into()), ("a".into(), "1".into())];
+    assert_ne!(
+        fingerprint(&fields),
+        fingerprint(&swapped),
+        "auth_uri_fields order"
+    );
+    let mut timing = base.clone();
+    timing.timing.refresh_at_least = secs(1);
+    timing.timing.refresh_before_expiry = secs(2);
+    timing.timing.refresh_retry = secs(3);
+    timing.client_secret_cmd = Some("pass show x".into());
+    assert_eq!(
+        fingerprint(&timing),
+        fingerprint(&base),
+        "timing is not security-relevant"
+    );
 }
