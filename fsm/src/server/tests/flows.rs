@@ -79,6 +79,30 @@ fn redirect_uri_follows_the_listener_for_its_scheme() {
     );
 }
 
+/// SPEC.md section 5: a redirect whose path or configured query pairs do not match the
+/// redirect URI is 404, and nothing is exchanged.
+#[test]
+fn redirects_must_carry_the_redirect_uris_path_and_query_pairs() {
+    let mut a = account("work");
+    a.redirect_uri = Url::parse("http://localhost/cb?x=1").unwrap().into();
+    let mut sim = Sim::new(config(vec![a]));
+    let url = sim.show_text("work").unwrap_err();
+    let state = query_param(url.rsplit(' ').next().unwrap(), "state").unwrap();
+    for target in [
+        format!("/cb?state={state}&code=c"),
+        format!("/cb?x=2&state={state}&code=c"),
+        format!("/?x=1&state={state}&code=c"),
+        format!("/cb/more?x=1&state={state}&code=c"),
+    ] {
+        let (status, _, out) = sim.redirect(&target);
+        assert_eq!(status, 404, "{target}");
+        assert!(http_requests(&out).is_empty(), "{target}: {out:?}");
+    }
+    let (status, _, out) = sim.redirect(&format!("/cb?x=1&state={state}&code=c"));
+    assert_eq!(status, 200);
+    assert_eq!(http_requests(&out).len(), 1);
+}
+
 #[test]
 fn full_flow_exchanges_the_code_with_the_verifier_and_hands_out_the_token() {
     let mut a = account("work");

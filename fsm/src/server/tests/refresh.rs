@@ -107,6 +107,86 @@ fn transient_failures_keep_the_token_and_retry_after_refresh_retry() {
     assert_eq!(sim.show_text("work").unwrap(), "AT2");
 }
 
+/// SPEC.md section 5: exactly HTTP 408, 429, 500, 502, 503 and 504 are transient on
+/// refresh; any other error status invalidates the token.
+#[test]
+fn which_http_statuses_are_transient_on_refresh() {
+    for status in [408, 429, 500, 502, 503, 504, 400, 401, 403, 404, 501] {
+        let transient = matches!(status, 408 | 429 | 500 | 502 | 503 | 504);
+        let mut sim = active("work");
+        let out = sim.advance(secs(3510));
+        let (id, _) = single_http(&out);
+        let out = sim.respond(id, status, "");
+        if transient {
+            assert!(
+                !logs(&out, Level::Info).contains(&"work: token_invalidated"),
+                "{status}: {out:?}"
+            );
+            assert_eq!(sim.show_text("work").unwrap(), "AT1", "{status}");
+            assert_eq!(sim.next_deadline(), Some(secs(3510 + 40)), "{status}");
+        } else {
+            assert!(
+                logs(&out, Level::Info).contains(&"work: token_invalidated"),
+                "{status}: {out:?}"
+            );
+            assert!(
+                sim.show_text("work").unwrap_err().contains("with URL"),
+                "{status}"
+            );
+        }
+    }
+}
+
+/// SPEC.md section 5: the check runs after every 6th *consecutive* transient failure (a
+/// success starts the count again), and one that does not exit within 3 minutes is
+/// killed and counts as a failure of the check.
+#[test]
+fn transient_error_if_cmd_counts_consecutive_failures_and_is_timed_out() {
+    let mut c = config(vec![account("work")]);
+    c.transient_error_if_cmd = Some("check".into());
+    let mut sim = Sim::new(c);
+    sim.authorise("work", "AT1", Some("RT1"), 3600);
+    let mut out = sim.advance(secs(3510));
+    let fail = |sim: &mut Sim, out: &mut Vec<Output>, times: usize| {
+        for i in 0..times {
+            let (id, _) = single_http(out);
+            *out = sim.fail_http(id, TransportErrorKind::Connect);
+            if i + 1 < times {
+                assert!(spawns(out).is_empty());
+                *out = sim.advance(secs(40));
+            }
+        }
+    };
+    // Three failures, a success, then five more: never six in a row, no check.
+    fail(&mut sim, &mut out, 3);
+    let out2 = sim.advance(secs(40));
+    let (id, _) = single_http(&out2);
+    sim.respond(id, 200, TOKEN);
+    let mut out = sim.advance(secs(3510));
+    fail(&mut sim, &mut out, 5);
+    assert!(spawns(&out).is_empty());
+    // The sixth in a row asks; the check hangs and is killed at 3 minutes, which
+    // invalidates the token.
+    let mut out = sim.advance(secs(40));
+    fail(&mut sim, &mut out, 1);
+    let sp = spawns(&out);
+    assert_eq!(sp.len(), 1);
+    assert_eq!(sp[0].1, "check");
+    let child = sp[0].0;
+    let out = sim.advance(secs(180));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Kill { child: c } if *c == child)),
+        "{out:?}"
+    );
+    let out = sim.exit(child, -9);
+    assert!(
+        logs(&out, Level::Info).contains(&"work: token_invalidated"),
+        "{out:?}"
+    );
+    assert!(sim.show_text("work").unwrap_err().contains("with URL"));
+}
+
 #[test]
 fn retry_after_on_429_is_honoured() {
     let mut sim = active("work");
