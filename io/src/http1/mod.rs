@@ -136,6 +136,26 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Drops the empty lines before a head (RFC 9112 §2.2 lets both sides ignore them) and
+/// looks for the head's end with [`find_head_end`]: returns how many bytes were dropped,
+/// and where the head ends if it is complete. While it is not, `*scanned` moves on, so
+/// bytes are scanned about once however they arrive.
+fn locate_head(buf: &mut Vec<u8>, scanned: &mut usize) -> (usize, Option<usize>) {
+    let blank = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if blank > 0 {
+        buf.drain(..blank);
+        *scanned = 0;
+    }
+    let end = find_head_end(buf, *scanned);
+    if end.is_none() {
+        *scanned = buf.len().saturating_sub(2);
+    }
+    (blank, end)
+}
+
 /// Where the head that starts at `buf[0]` ends: the index just past the first empty line
 /// (`\n\n` or `\n\r\n`), searching from `from`. Callers pass the previous `buf.len() - 2`
 /// (saturating) as `from` so that bytes are scanned about once however they are split.

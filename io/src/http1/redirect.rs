@@ -5,7 +5,7 @@ use std::fmt;
 use pizauth_fsm::event::RedirectRequest;
 use zeroize::Zeroize;
 
-use super::{MAX_HEADERS, find_head_end};
+use super::{MAX_HEADERS, locate_head};
 
 /// The most bytes of request head (request line and header fields) read from a redirect
 /// connection (16 KiB); a longer head is answered with `431`.
@@ -71,25 +71,12 @@ impl RequestReader {
         let take = &bytes[..bytes.len().min(room)];
         self.seen += take.len();
         self.buf.extend_from_slice(take);
-        // RFC 9112 §2.2: a server should ignore empty lines before the request line.
-        let blank = self
-            .buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if blank > 0 {
-            self.buf.drain(..blank);
-            self.scanned = 0;
-        }
-        let progress = match find_head_end(&self.buf, self.scanned) {
-            None if self.seen >= MAX_REDIRECT_REQUEST_BYTES => {
+        let progress = match locate_head(&mut self.buf, &mut self.scanned) {
+            (_, None) if self.seen >= MAX_REDIRECT_REQUEST_BYTES => {
                 reject(431, "request head too large")
             }
-            None => {
-                self.scanned = self.buf.len().saturating_sub(2);
-                return ReadProgress::NeedMore;
-            }
-            Some(end) => parse(&self.buf[..end]),
+            (_, None) => return ReadProgress::NeedMore,
+            (_, Some(end)) => parse(&self.buf[..end]),
         };
         self.spent = true;
         self.buf.zeroize();

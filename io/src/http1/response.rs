@@ -8,7 +8,7 @@ use pizauth_fsm::event::{HttpResponse, TransportError, TransportErrorKind};
 use zeroize::Zeroize;
 
 use super::chunked::{ChunkError, Chunked};
-use super::{MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, find_head_end, has_token};
+use super::{MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADERS, has_token, locate_head};
 
 /// What a [`ResponseParser`] made of the bytes it has been given.
 #[derive(Debug)]
@@ -191,22 +191,12 @@ impl ResponseParser {
 
     /// Looks for a complete head at the start of the buffer and consumes it.
     fn parse_head(&mut self) -> Result<Head, TransportError> {
-        // RFC 9112 §2.2: be lenient about empty lines before the status line.
-        let blank = self
-            .buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if blank > 0 {
-            self.buf.drain(..blank);
-            self.head_bytes += blank;
-            self.scanned = 0;
-        }
-        let Some(end) = find_head_end(&self.buf, self.scanned) else {
+        let (blank, end) = locate_head(&mut self.buf, &mut self.scanned);
+        self.head_bytes += blank;
+        let Some(end) = end else {
             if self.head_bytes + self.buf.len() > MAX_HEAD_BYTES {
                 return Err(too_large("response head larger than 64 KiB"));
             }
-            self.scanned = self.buf.len().saturating_sub(2);
             return Ok(Head::Incomplete);
         };
         if self.head_bytes + end > MAX_HEAD_BYTES {
