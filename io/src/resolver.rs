@@ -63,12 +63,8 @@ impl Resolver {
     /// a URL) for a connection to `port`. The answer, tagged with `id`, comes back from
     /// [`take_results`](Self::take_results) after a wake-up, never from this call.
     pub fn resolve(&self, id: u64, host: String, port: u16) {
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(&host);
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            self.shared.publish(id, Ok(vec![SocketAddr::new(ip, port)]));
+        if let Some(addr) = ip_literal(&host, port) {
+            self.shared.publish(id, Ok(vec![addr]));
             return;
         }
         let mut job = Job { id, host, port };
@@ -144,6 +140,21 @@ impl Shared {
 }
 
 /// The helper thread: resolves jobs until the channel closes.
+/// `host` without the brackets a URL puts around an IPv6 address.
+pub fn unbracketed(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// The address of `host` if it is an IP literal (an IPv6 one possibly in brackets): it
+/// needs no lookup, so a caller may connect at once instead of waiting for
+/// [`Resolver::resolve`] to pass it back.
+pub fn ip_literal(host: &str, port: u16) -> Option<SocketAddr> {
+    let ip = unbracketed(host).parse::<IpAddr>().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
 fn run(shared: &Shared, jobs: &Receiver<Job>) {
     while let Ok(Job { id, host, port }) = jobs.recv() {
         let result = match (host.as_str(), port).to_socket_addrs() {

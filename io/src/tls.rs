@@ -66,11 +66,8 @@ pub fn client_config_from(roots: RootCertStore) -> Result<Arc<ClientConfig>, Str
 /// The name to verify a token endpoint's certificate against: a DNS name, or an IP
 /// address (with or without the brackets a URL puts around IPv6).
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    ServerName::try_from(bare.to_owned()).map_err(|_| format!("invalid tls server name {host:?}"))
+    ServerName::try_from(crate::resolver::unbracketed(host).to_owned())
+        .map_err(|_| format!("invalid tls server name {host:?}"))
 }
 
 /// Every certificate in a PEM bundle; at least one.

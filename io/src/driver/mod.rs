@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::TcpListener as StdTcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
@@ -778,15 +778,4 @@ fn read_config(path: &Path) -> Result<String, String> {
         ));
     }
     Ok(text)
-}
-
-/// The socket address of `addr` if it is an IP literal (IPv6 possibly in brackets).
-fn ip_literal(host: &str, port: u16) -> Option<SocketAddr> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    bare.parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, port))
 }

@@ -18,8 +18,9 @@ use pizauth_fsm::event::{HttpRequest, Input, RequestId, TransportError, Transpor
 use pizauth_fsm::{Instant, Now, Secret};
 
 use super::stream::{ReadOutcome, Stream};
-use super::{Conn, Driver, FIRST_CONN, ip_literal};
+use super::{Conn, Driver, FIRST_CONN};
 use crate::http1::{self, Progress, ResponseParser};
+use crate::resolver::ip_literal;
 use crate::tls;
 
 /// Outgoing connections open at once.
