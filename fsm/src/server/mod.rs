@@ -26,7 +26,7 @@ mod revoke;
 mod timers;
 mod waiters;
 
-pub use reload::{SECRET_TIMEOUT, secret_from};
+pub use reload::{SECRET_TIMEOUT, SecretCommand, fill_secret, secret_commands};
 
 use account::State;
 use children::Children;

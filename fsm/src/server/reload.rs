@@ -28,8 +28,59 @@ pub(crate) struct PendingReload {
     errors: Vec<String>,
 }
 
+/// A `client_secret_cmd` to run.
+pub struct SecretCommand {
+    /// The index of its account in the config.
+    pub index: usize,
+    /// The command.
+    pub command: String,
+    /// Its environment: the account's name in `PIZAUTH_ACCOUNT`.
+    pub env: Vec<(String, String)>,
+}
+
+/// The `client_secret_cmd`s of `config`. At start the driver runs them itself (before
+/// daemonising, so a passphrase prompt still has the terminal); on reload the core spawns
+/// them.
+pub fn secret_commands(config: &Config) -> Vec<SecretCommand> {
+    config
+        .accounts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, a)| {
+            Some(SecretCommand {
+                index,
+                command: a.client_secret_cmd.clone()?,
+                env: vec![("PIZAUTH_ACCOUNT".to_owned(), a.name.clone())],
+            })
+        })
+        .collect()
+}
+
+/// Sets the client secret of account `index` of `config` from how its
+/// `client_secret_cmd` ended, or says why it cannot, in a line naming the account.
+pub fn fill_secret(
+    config: &mut Config,
+    index: usize,
+    status: ExitStatus,
+    stdout: Option<Secret<Vec<u8>>>,
+) -> Result<(), String> {
+    let Some(account) = config.accounts.get_mut(index) else {
+        return Ok(());
+    };
+    match secret_from(status, stdout) {
+        Ok(secret) => {
+            account.client_secret = Some(secret);
+            Ok(())
+        }
+        Err(why) => Err(format!(
+            "account \"{}\": client_secret_cmd {why}",
+            account.name
+        )),
+    }
+}
+
 /// The secret a `client_secret_cmd` printed: its stdout, trimmed.
-pub fn secret_from(status: ExitStatus, stdout: Option<Secret<Vec<u8>>>) -> Result<Secret, String> {
+fn secret_from(status: ExitStatus, stdout: Option<Secret<Vec<u8>>>) -> Result<Secret, String> {
     match status {
         ExitStatus::Code(0) => (),
         ExitStatus::Code(c) => return Err(format!("exited with code {c}")),
@@ -74,26 +125,16 @@ impl Server {
             self.log(Level::Warn, w.to_string());
         }
         let config = parsed.config;
-        let commands: Vec<(usize, String)> = config
-            .accounts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.client_secret_cmd.clone().map(|c| (i, c)))
-            .collect();
+        let commands = secret_commands(&config);
         let mut pending = PendingReload {
             config,
             outstanding: BTreeMap::new(),
             errors: Vec::new(),
         };
-        for (index, command) in commands {
-            let env = vec![(
-                "PIZAUTH_ACCOUNT".to_owned(),
-                pending.config.accounts[index].name.clone(),
-            )];
-            if let Some(child) =
-                self.spawn(Purpose::Secret(index), command, env, Some(SECRET_TIMEOUT))
-            {
-                pending.outstanding.insert(child, index);
+        for c in commands {
+            let purpose = Purpose::Secret(c.index);
+            if let Some(child) = self.spawn(purpose, c.command, c.env, Some(SECRET_TIMEOUT)) {
+                pending.outstanding.insert(child, c.index);
             }
         }
         if pending.outstanding.is_empty() {
@@ -117,21 +158,8 @@ impl Server {
         if pending.outstanding.remove(&child).is_none() {
             return;
         }
-        let name = pending
-            .config
-            .accounts
-            .get(index)
-            .map(|a| a.name.clone())
-            .unwrap_or_default();
-        match secret_from(status, stdout) {
-            Ok(secret) => {
-                if let Some(a) = pending.config.accounts.get_mut(index) {
-                    a.client_secret = Some(secret);
-                }
-            }
-            Err(why) => pending
-                .errors
-                .push(format!("account \"{name}\": client_secret_cmd {why}")),
+        if let Err(why) = fill_secret(&mut pending.config, index, status, stdout) {
+            pending.errors.push(why);
         }
         if pending.outstanding.is_empty()
             && let Some(p) = self.pending_reload.take()

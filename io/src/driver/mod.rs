@@ -174,21 +174,11 @@ pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
 /// Runs each account's `client_secret_cmd` (before daemonising, so a passphrase prompt
 /// still has the terminal) and fills in its secret; a failure names the account.
 fn fill_secrets(config: &mut Config) -> Result<(), StartError> {
-    for account in &mut config.accounts {
-        let Some(command) = &account.client_secret_cmd else {
-            continue;
-        };
-        let env = [("PIZAUTH_ACCOUNT".to_owned(), account.name.clone())];
-        let failed = |why: String| {
-            StartError::Other(format!(
-                "account \"{}\": client_secret_cmd {why}",
-                account.name
-            ))
-        };
-        let (status, stdout) = os::run_captured(command, &env, pizauth_fsm::server::SECRET_TIMEOUT)
-            .map_err(|e| failed(format!("could not be run: {e}")))?;
-        account.client_secret =
-            Some(pizauth_fsm::server::secret_from(status, stdout).map_err(failed)?);
+    use pizauth_fsm::server::{SECRET_TIMEOUT, fill_secret, secret_commands};
+    for c in secret_commands(config) {
+        let (status, stdout) = os::run_captured(&c.command, &c.env, SECRET_TIMEOUT)
+            .unwrap_or((ExitStatus::FailedToStart, None));
+        fill_secret(config, c.index, status, stdout).map_err(StartError::Other)?;
     }
     Ok(())
 }
