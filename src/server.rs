@@ -7,12 +7,12 @@
 //! thread or epoll instance exists (neither survives `fork`).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::IntoRawFd;
 use std::path::Path;
 
 use pizauth_fsm::Config;
-use pizauth_fsm::config::{Diagnostics, MAX_CONFIG_BYTES, Severity};
+use pizauth_fsm::config::{Diagnostics, Severity};
 use pizauth_fsm::event::Level;
 use pizauth_io::driver::{self, Log, Settings};
 
@@ -36,7 +36,7 @@ pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(),
             config_path.display()
         ))
     })?;
-    let text = read_config(&config_path)?;
+    let text = pizauth_io::os::read_config(&config_path, false).map_err(Failure::Error)?;
     let parsed = match Config::parse(&text, &config_path.display().to_string()) {
         Ok(parsed) => parsed,
         Err(diagnostics) => {
@@ -87,30 +87,6 @@ pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(),
         // the only place left to say why the server stopped.
         log.clone().log(Level::Error, &e.to_string());
         Failure::Reported
-    })
-}
-
-/// Reads the config file, at most [`MAX_CONFIG_BYTES`] of valid UTF-8.
-fn read_config(path: &Path) -> Result<String, Failure> {
-    let fail = |why: String| Failure::Error(format!("config file {} {why}", path.display()));
-    let file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => fail("not found".into()),
-        _ => fail(format!("cannot be read: {e}")),
-    })?;
-    let mut bytes = Vec::new();
-    let limit = u64::try_from(MAX_CONFIG_BYTES).unwrap_or(u64::MAX);
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot be read: {e}")))?;
-    if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(fail(format!(
-            "is larger than the limit of {} KiB",
-            MAX_CONFIG_BYTES >> 10
-        )));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        fail(format!("is not valid UTF-8 (byte {at})"))
     })
 }
 
@@ -175,49 +151,4 @@ fn fork_and_leave_parent() -> Result<(), Failure> {
 /// `what` followed by the last OS error.
 fn os_failure(what: &str) -> Failure {
     Failure::Error(format!("{what}: {}", io::Error::last_os_error()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("pizauth-server-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
-    }
-
-    fn message(r: Result<String, Failure>) -> String {
-        match r {
-            Err(Failure::Error(m)) => m,
-            other => panic!("expected an error, got {:?}", other.map(|_| ())),
-        }
-    }
-
-    #[test]
-    fn config_read_errors_name_the_file() {
-        let missing = temp("missing.conf");
-        assert_eq!(
-            message(read_config(&missing)),
-            format!("config file {} not found", missing.display())
-        );
-        let big = temp("big.conf");
-        std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES + 1]).unwrap();
-        assert!(message(read_config(&big)).contains("larger than the limit of 1024 KiB"));
-        // Exactly at the limit is read, whole.
-        std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES]).unwrap();
-        assert_eq!(
-            read_config(&big).ok().map(|t| t.len()),
-            Some(MAX_CONFIG_BYTES)
-        );
-        let binary = temp("binary.conf");
-        std::fs::write(&binary, b"ok\xff").unwrap();
-        assert!(message(read_config(&binary)).ends_with("is not valid UTF-8 (byte 2)"));
-        let fine = temp("fine.conf");
-        std::fs::write(&fine, "http_listen = none;\n").unwrap();
-        assert_eq!(
-            read_config(&fine).ok().as_deref(),
-            Some("http_listen = none;\n")
-        );
-    }
 }

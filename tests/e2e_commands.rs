@@ -399,8 +399,10 @@ fn reload_keeps_unchanged_accounts_only() {
     let run = sb.run(&["reload"]);
     assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
     assert!(
-        run.stderr.starts_with("ERROR cannot reload from ")
-            && run.stderr.contains("it is not a regular file"),
+        run.stderr.starts_with("ERROR config file ")
+            && run
+                .stderr
+                .contains("is not a regular file, so it cannot be read again"),
         "{run:?}"
     );
     sb.run(&["show", "same"]).ok("fake-same\n");

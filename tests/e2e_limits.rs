@@ -514,7 +514,8 @@ fn a_config_file_of_1_mib_is_read_and_one_byte_more_is_refused() {
     sb.run(&["reload"]).ok("");
     sb.run(&["status"]).ok("more: No access token\n");
     sb.write_config(&config_of(&provider, MAX_CONFIG + 1));
-    sb.run(&["reload"])
-        .fails(&format!("ERROR {path} is larger than 1048576 bytes\n"));
+    sb.run(&["reload"]).fails(&format!(
+        "ERROR config file {path} is larger than the limit of 1024 KiB\n"
+    ));
     sb.run(&["status"]).ok("more: No access token\n");
 }

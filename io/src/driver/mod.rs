@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
-use pizauth_fsm::config::MAX_CONFIG_BYTES;
 use pizauth_fsm::event::{Entropy, ExitStatus, Input, Level, Output};
 use pizauth_fsm::server::Tunables;
 use pizauth_fsm::{Config, Instant, Listeners, Now, Server};
@@ -535,7 +534,7 @@ impl Driver {
                 }
             }
             Output::ReadConfig => {
-                let result = read_config(&self.config_path);
+                let result = os::read_config(&self.config_path, true);
                 self.push_input(Input::ConfigRead { result });
                 release_free_memory();
             }
@@ -731,41 +730,4 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Reads the config file for a reload, bounded in size.
-///
-/// Only a regular file can be read again: the loop must never block on a FIFO with no
-/// writer, and a pipe or a device (`-c <(gpg -d ...)` at start) would give an empty or
-/// different text, and an empty text would drop every account. Opening without blocking
-/// and checking what was opened is free of races.
-fn read_config(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let regular = file
-        .metadata()
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .is_file();
-    if !regular {
-        return Err(format!(
-            "cannot reload from {}: it is not a regular file (restart the server to read a pipe or a device again)",
-            path.display()
-        ));
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES as u64 + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(format!(
-            "{} is larger than {} bytes",
-            path.display(),
-            MAX_CONFIG_BYTES
-        ));
-    }
-    Ok(text)
 }

@@ -28,6 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
 
+use pizauth_fsm::config::MAX_CONFIG_BYTES;
 use pizauth_fsm::{Instant, Now, WallTime};
 
 pub use process::{Children, Reaped, run_captured, spawn, spawn_capturing};
@@ -167,6 +168,55 @@ pub fn touch(path: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Reads the config file: at most [`MAX_CONFIG_BYTES`] of valid UTF-8. Errors are one
+/// line starting `config file PATH`.
+///
+/// With `again` (a reload), only a regular file is read: the loop must never block on a
+/// FIFO with no writer, and a pipe or a device (`-c <(gpg -d ...)` at start) would give an
+/// empty or different text, and an empty text would drop every account. Opening without
+/// blocking and checking what was opened is free of races. At start any file is read, a
+/// pipe to its end.
+pub fn read_config(path: &Path, again: bool) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |why: String| format!("config file {} {why}", path.display());
+    let flags = if again { libc::O_NONBLOCK } else { 0 };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => fail("not found".into()),
+            _ => fail(format!("cannot be read: {e}")),
+        })?;
+    if again {
+        let meta = file
+            .metadata()
+            .map_err(|e| fail(format!("cannot be read: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail(
+                "is not a regular file, so it cannot be read again: restart the server to read a pipe or a device"
+                    .into(),
+            ));
+        }
+    }
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_CONFIG_BYTES).unwrap_or(u64::MAX);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot be read: {e}")))?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "is larger than the limit of {} KiB",
+            MAX_CONFIG_BYTES >> 10
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        fail(format!("is not valid UTF-8 (byte {at})"))
+    })
 }
 
 #[cfg(test)]

@@ -311,3 +311,44 @@ fn core_dumps_are_disabled() {
     // SAFETY: PR_GET_DUMPABLE takes no pointers.
     assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
 }
+
+#[test]
+fn config_read_errors_name_the_file() {
+    let dir = TempDir::new("config");
+    let message = |path: &Path, again: bool| read_config(path, again).unwrap_err();
+    let missing = dir.0.join("missing.conf");
+    assert_eq!(
+        message(&missing, false),
+        format!("config file {} not found", missing.display())
+    );
+    let big = dir.0.join("big.conf");
+    std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES + 1]).unwrap();
+    assert!(message(&big, false).ends_with("is larger than the limit of 1024 KiB"));
+    // Exactly at the limit is read, whole.
+    std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES]).unwrap();
+    assert_eq!(
+        read_config(&big, true).ok().map(|t| t.len()),
+        Some(MAX_CONFIG_BYTES)
+    );
+    let binary = dir.0.join("binary.conf");
+    std::fs::write(&binary, b"ok\xff").unwrap();
+    assert!(message(&binary, false).ends_with("is not valid UTF-8 (byte 2)"));
+    let fine = dir.0.join("fine.conf");
+    std::fs::write(&fine, "http_listen = none;\n").unwrap();
+    assert_eq!(
+        read_config(&fine, false).ok().as_deref(),
+        Some("http_listen = none;\n")
+    );
+    // Read again (a reload): a FIFO with no writer is refused at once, not waited on.
+    let fifo = dir.0.join("fifo.conf");
+    let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert_eq!(
+        message(&fifo, true),
+        format!(
+            "config file {} is not a regular file, so it cannot be read again: restart the server to read a pipe or a device",
+            fifo.display()
+        )
+    );
+}
