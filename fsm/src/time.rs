@@ -149,6 +149,16 @@ pub struct Now {
 }
 
 impl Now {
+    /// Both clocks moved on to `boot` (never backwards), the wall clock by as much: time
+    /// passing in a simulation.
+    pub fn advanced_to(self, boot: Instant) -> Now {
+        let delta = boot.saturating_since(self.boot);
+        Now {
+            boot: self.boot.max(boot),
+            wall: self.wall + delta,
+        }
+    }
+
     /// The wall-clock time that corresponds to `at` on the boot clock, assuming the wall
     /// clock is not stepped in between (good enough for display).
     pub fn wall_at(&self, at: Instant) -> WallTime {

@@ -435,9 +435,7 @@ impl Harness {
     }
 
     fn set_boot(&mut self, t: Instant) {
-        let delta = t.saturating_since(self.now.boot);
-        self.now.boot = t;
-        self.now.wall = self.now.wall + delta;
+        self.now = self.now.advanced_to(t);
     }
 
     /// Sends raw bytes on the control socket as a new client; returns the client and

@@ -44,8 +44,7 @@ impl Entropy for TestRng {
 }
 
 /// Where the simulated clocks start.
-pub const T0_BOOT: u64 = 1_000_000;
-pub const T0_WALL: i64 = 1_800_000_000_000;
+pub use crate::fuzzing::{T0_BOOT, T0_WALL};
 
 /// An account for tests, with endpoints under `https://auth.example/`.
 pub fn account(name: &str) -> Account {
@@ -171,9 +170,7 @@ impl Sim {
     }
 
     fn set_boot(&mut self, t: Instant) {
-        let delta = t.saturating_since(self.now.boot);
-        self.now.boot = t;
-        self.now.wall = self.now.wall + delta;
+        self.now = self.now.advanced_to(t);
     }
 
     /// Sends `request` as `client`; returns everything it caused (the reply, if there is
