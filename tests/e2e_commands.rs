@@ -458,6 +458,59 @@ fn startup_cmd_notify_socket_and_sigterm() {
     sb.run(&["status"]).fails(NOT_RUNNING);
 }
 
+/// SPEC.md section 6: commands run through `$SHELL -c` (`/bin/sh` when `SHELL` is unset),
+/// with standard input closed.
+#[test]
+fn commands_run_through_the_users_shell_with_nothing_on_stdin() {
+    let provider = Provider::start();
+    // A SHELL that notes its use, then hands over to sh.
+    let mut sb = Sandbox::new("shell");
+    let shell = sb.path_str("myshell");
+    let log = sb.path_str("shell.log");
+    std::fs::write(
+        &shell,
+        format!("#!/bin/sh\necho \"$1\" >> '{log}'\nexec /bin/sh \"$@\"\n"),
+    )
+    .expect("write the shell");
+    std::fs::set_permissions(&shell, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    sb.set_env("SHELL", &shell);
+    let out = sb.path_str("stdin.out");
+    let cmd = format!("readlink /proc/self/fd/0 > '{out}.tmp'; mv '{out}.tmp' '{out}'");
+    let config = format!(
+        "startup_cmd = \"{}\";\n{}",
+        config_string(&cmd),
+        account("a", &provider, "")
+    );
+    sb.write_config(&config);
+    // The server's own stdin is a file: the command must not get it.
+    let stdin = std::fs::File::open(sb.config_path()).expect("open the config");
+    sb.start_with_stdin(stdin.into());
+    let got = wait_for("startup_cmd's output", common::WAIT, || {
+        let s = sb.read("stdin.out");
+        (!s.is_empty()).then_some(s)
+    });
+    assert_eq!(got, "/dev/null\n");
+    assert_eq!(sb.read("shell.log"), "-c\n");
+
+    // No SHELL at all: /bin/sh runs it.
+    let mut sb = Sandbox::new("no-shell");
+    sb.unset_env("SHELL");
+    let out = sb.path_str("ran.out");
+    let cmd = format!("echo ran > '{out}.tmp'; mv '{out}.tmp' '{out}'");
+    sb.write_config(&format!(
+        "startup_cmd = \"{}\";\n{}",
+        config_string(&cmd),
+        account("a", &provider, "")
+    ));
+    sb.start();
+    let got = wait_for("startup_cmd's output", common::WAIT, || {
+        let s = sb.read("ran.out");
+        (!s.is_empty()).then_some(s)
+    });
+    assert_eq!(got, "ran\n");
+}
+
 #[test]
 fn without_d_the_server_daemonises() {
     let provider = Provider::start();

@@ -93,6 +93,8 @@ pub struct Sandbox {
     server: Option<Child>,
     /// Extra environment for the server and every client.
     env: Vec<(String, String)>,
+    /// Environment variables left out.
+    unset: Vec<String>,
     /// Whether a daemonised server may be running (stopped with `shutdown` on drop).
     daemon: bool,
     /// No `$XDG_RUNTIME_DIR`: the runtime directory is under `$TMPDIR` instead.
@@ -115,6 +117,7 @@ impl Sandbox {
             dir,
             server: None,
             env: Vec::new(),
+            unset: Vec::new(),
             daemon: false,
             tmpdir_runtime: false,
             cwd: None,
@@ -171,6 +174,12 @@ impl Sandbox {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
+    /// Leaves `key` out of the environment of every command from now on (even those the
+    /// sandbox sets itself, such as `SHELL`).
+    pub fn unset_env(&mut self, key: &str) {
+        self.unset.push(key.to_owned());
+    }
+
     /// `pizauth ARGS` with the sandbox's environment and nothing else of ours.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(PIZAUTH);
@@ -185,6 +194,9 @@ impl Sandbox {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
+        for key in &self.unset {
+            c.env_remove(key);
+        }
         if self.tmpdir_runtime {
             c.env_remove("XDG_RUNTIME_DIR")
                 .env("TMPDIR", self.path("tmp"));
@@ -224,13 +236,22 @@ impl Sandbox {
     /// Starts `pizauth server -d -c CONFIG -vvvv` (stderr to `server.log`) and waits until
     /// `pizauth status` answers.
     pub fn start(&mut self) {
-        let child = self.spawn_server();
+        self.start_with_stdin(Stdio::null());
+    }
+
+    /// [`Sandbox::start`] with `stdin` as the server's standard input.
+    pub fn start_with_stdin(&mut self, stdin: Stdio) {
+        let child = self.spawn_server_with_stdin(stdin);
         self.server = Some(child);
         self.wait_ready();
     }
 
     /// Starts the server in the foreground without waiting for it.
     pub fn spawn_server(&self) -> Child {
+        self.spawn_server_with_stdin(Stdio::null())
+    }
+
+    fn spawn_server_with_stdin(&self, stdin: Stdio) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -238,6 +259,7 @@ impl Sandbox {
             .expect("open the server log");
         let config = self.config_path();
         self.command(&["server", "-d", "-c", &config.display().to_string(), "-vvvv"])
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
