@@ -511,6 +511,35 @@ fn commands_run_through_the_users_shell_with_nothing_on_stdin() {
     assert_eq!(got, "ran\n");
 }
 
+/// SPEC.md section 2: the server touches its socket file (every 6 hours; here, as the
+/// test tunable says, every 300 ms) so that runtime-directory cleaners spare it.
+#[test]
+fn the_socket_file_is_touched_while_the_server_runs() {
+    let provider = Provider::start();
+    let mut sb = Sandbox::new("touch");
+    sb.set_env("PIZAUTH_TEST_TUNABLES", "touch_every_ms=300");
+    sb.write_config(&account("a", &provider, ""));
+    sb.start();
+    let socket = sb.socket();
+    let old = std::process::Command::new("touch")
+        .args(["-d", "@1000000000"])
+        .arg(&socket)
+        .status()
+        .expect("run touch");
+    assert!(old.success());
+    let modified = || {
+        std::fs::symlink_metadata(&socket)
+            .and_then(|m| m.modified())
+            .expect("socket metadata")
+    };
+    let year_2001 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    assert_eq!(modified(), year_2001);
+    wait_for("the socket to be touched", common::WAIT, || {
+        (modified() > year_2001 + Duration::from_secs(3600)).then_some(())
+    });
+    sb.run(&["status"]).ok("a: No access token\n");
+}
+
 #[test]
 fn without_d_the_server_daemonises() {
     let provider = Provider::start();

@@ -103,6 +103,9 @@ pub struct Timeouts {
     /// A redirect connection must send its request and take the answer within this long
     /// of being accepted.
     pub redirect: Duration,
+    /// How often the socket file is touched, so that runtime-directory cleaners (such as
+    /// systemd-tmpfiles, which spares files used within 10 days) leave it alone.
+    pub touch: Duration,
 }
 
 impl Default for Timeouts {
@@ -110,6 +113,7 @@ impl Default for Timeouts {
         Timeouts {
             control: Duration::from_secs(10),
             redirect: Duration::from_secs(10),
+            touch: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -121,11 +125,10 @@ const CONTROL_BACKLOG: libc::c_int = 1024;
 /// (slowloris) waits in the kernel, to be accepted and dropped oldest first, instead of
 /// overflowing a short queue and making a browser's connection retry a second later.
 const REDIRECT_BACKLOG: libc::c_int = 1024;
-/// How often the socket file is touched, so that runtime-directory cleaners spare it.
-const TOUCH_EVERY: Duration = Duration::from_secs(6 * 3600);
 
 /// Binds the control socket (replacing a stale one, refusing if a live server answers),
-/// the redirect listeners, and makes the HTTPS certificate. Starts no thread.
+/// the redirect listeners (the HTTPS certificate is made when first needed). Starts no
+/// thread.
 ///
 /// Debug builds (the ones `cargo test` runs) read `PIZAUTH_TEST_TUNABLES` here, a
 /// comma-separated list of `key=value` that shortens delays and limits so that
@@ -143,6 +146,7 @@ const TOUCH_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// | `slow_down_ms` | device-flow interval increase on `slow_down` (5 s) |
 /// | `control_timeout_ms` | per control client ([`Timeouts::control`], 10 s) |
 /// | `redirect_timeout_ms` | per redirect connection ([`Timeouts::redirect`], 10 s) |
+/// | `touch_every_ms` | touch the socket file ([`Timeouts::touch`], 6 h) |
 pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
     // The socket first: a second server is refused before it runs any command (a
     // `client_secret_cmd` may ask for a passphrase).
@@ -210,6 +214,7 @@ fn tunables_from_env() -> (Tunables, Timeouts) {
             "slow_down_ms" => t.slow_down = d,
             "control_timeout_ms" => timeouts.control = d,
             "redirect_timeout_ms" => timeouts.redirect = d,
+            "touch_every_ms" => timeouts.touch = d,
             _ => (),
         }
     }
@@ -416,7 +421,7 @@ impl Driver {
             http_client: outgoing::Client::default(),
             inputs: VecDeque::new(),
             control_paused: false,
-            touch_at: now.boot + TOUCH_EVERY,
+            touch_at: now.boot + p.timeouts.touch,
             exiting: false,
             now,
             timeouts: p.timeouts,
@@ -455,7 +460,7 @@ impl Driver {
             self.expire(now);
             if now.boot >= self.touch_at {
                 let _ = os::touch(&self.socket_path);
-                self.touch_at = now.boot + TOUCH_EVERY;
+                self.touch_at = now.boot + self.timeouts.touch;
             }
             if self.server.poll_timeout().is_some_and(|t| t <= now.boot) {
                 self.handle(now, Input::Tick);
