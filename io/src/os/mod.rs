@@ -15,6 +15,39 @@
 //! must be close-on-exec so children inherit none of them: std's and mio's are, and so
 //! are the ones made here.
 
+/// Lets the poller watch a type through the descriptor in its `fd` field.
+macro_rules! fd_source {
+    ($t:ty) => {
+        impl mio::event::Source for $t {
+            fn register(
+                &mut self,
+                registry: &mio::Registry,
+                token: mio::Token,
+                interests: mio::Interest,
+            ) -> std::io::Result<()> {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
+                mio::unix::SourceFd(&fd).register(registry, token, interests)
+            }
+
+            fn reregister(
+                &mut self,
+                registry: &mio::Registry,
+                token: mio::Token,
+                interests: mio::Interest,
+            ) -> std::io::Result<()> {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
+                mio::unix::SourceFd(&fd).reregister(registry, token, interests)
+            }
+
+            fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
+                mio::unix::SourceFd(&fd).deregister(registry)
+            }
+        }
+    };
+}
+use fd_source;
+
 mod process;
 mod signals;
 mod timer;
