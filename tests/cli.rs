@@ -3,115 +3,38 @@
 //! failures of `server`, and the client's printing against a one-shot fake server that
 //! answers a canned reply on the control socket.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use common::Sandbox;
 
 use pizauth_fsm::WallTime;
 use pizauth_fsm::protocol::{AccountStatus, LastError, Reply, TokenStatus};
 
 const NOT_RUNNING: &str = "ERROR pizauth authenticator not running or not responding\n";
 
-/// A private directory for one test: home, config and runtime directories inside it.
-struct Sandbox {
-    dir: PathBuf,
+/// Binds the sandbox's control socket and answers one client with `reply`; the join
+/// handle gives back what the client sent.
+fn serve_once(sb: &Sandbox, reply: Reply) -> JoinHandle<String> {
+    serve_raw(sb, reply.encode())
 }
 
-impl Sandbox {
-    fn new(name: &str) -> Sandbox {
-        let dir = std::env::temp_dir().join(format!("pizauth-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Sandbox { dir }
-    }
-
-    /// `$XDG_RUNTIME_DIR`; the server's directory is `pizauth` inside it.
-    fn xdg_runtime(&self) -> PathBuf {
-        self.dir.join("run")
-    }
-
-    fn runtime_dir(&self) -> PathBuf {
-        self.xdg_runtime().join("pizauth")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.runtime_dir().join("pizauth.sock")
-    }
-
-    fn config_home(&self) -> PathBuf {
-        self.dir.join("config")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pizauth"));
-        c.args(args)
-            .env_clear()
-            .env("HOME", self.dir.join("home"))
-            .env("XDG_CONFIG_HOME", self.config_home())
-            .env("XDG_RUNTIME_DIR", self.xdg_runtime())
-            .env("USER", "tester")
-            .env("TZ", "UTC")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        // The client may stop reading early (oversized input): ignore a broken pipe.
-        let _ = pipe.write_all(stdin);
-        drop(pipe);
-        child.wait_with_output().unwrap()
-    }
-
-    /// Binds the control socket and answers one client with `reply`; the join handle
-    /// gives back what the client sent.
-    fn serve_once(&self, reply: Reply) -> JoinHandle<String> {
-        self.serve_raw(reply.encode())
-    }
-
-    /// As [`Sandbox::serve_once`], with the reply's bytes given as they are.
-    fn serve_raw(&self, reply: Vec<u8>) -> JoinHandle<String> {
-        std::fs::create_dir_all(self.runtime_dir()).unwrap();
-        let _ = std::fs::remove_file(self.socket());
-        let listener = UnixListener::bind(self.socket()).unwrap();
-        std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut request = String::new();
-            conn.read_to_string(&mut request).unwrap();
-            conn.write_all(&reply).unwrap();
-            request
-        })
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap()
-}
-
-fn assert_fails_with(out: &Output, stderr: &str) {
-    assert_eq!(text(&out.stderr), stderr);
-    assert_eq!(text(&out.stdout), "");
-    assert_eq!(out.status.code(), Some(1));
+/// As [`serve_once`], with the reply's bytes given as they are.
+fn serve_raw(sb: &Sandbox, reply: Vec<u8>) -> JoinHandle<String> {
+    std::fs::create_dir_all(sb.runtime_dir()).unwrap();
+    let _ = std::fs::remove_file(sb.socket());
+    let listener = UnixListener::bind(sb.socket()).unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        conn.read_to_string(&mut request).unwrap();
+        conn.write_all(&reply).unwrap();
+        request
+    })
 }
 
 #[test]
@@ -128,14 +51,20 @@ fn bad_usage_prints_usage_on_stderr_and_exits_1() {
         &["-v", "server"],
     ] {
         let out = sb.run(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(out.code, 1, "{args:?}");
         assert!(
-            text(&out.stderr).starts_with("Usage:\n  pizauth dump\n  pizauth info "),
+            out.stderr
+                .as_str()
+                .starts_with("Usage:\n  pizauth dump\n  pizauth info "),
             "{args:?}: {}",
-            text(&out.stderr)
+            out.stderr.as_str()
         );
-        assert!(text(&out.stderr).contains("  pizauth show [-u] [-w <seconds>] <account>\n"));
-        assert_eq!(text(&out.stdout), "", "{args:?}");
+        assert!(
+            out.stderr
+                .as_str()
+                .contains("  pizauth show [-u] [-w <seconds>] <account>\n")
+        );
+        assert_eq!(out.stdout.as_str(), "", "{args:?}");
     }
 }
 
@@ -149,9 +78,9 @@ fn help_prints_usage_on_stdout_and_exits_0() {
         &["server", "-d", "--help"],
     ] {
         let out = sb.run(args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}");
-        assert!(text(&out.stdout).starts_with("Usage:\n  pizauth dump\n"));
-        assert_eq!(text(&out.stderr), "");
+        assert_eq!(out.code, 0, "{args:?}");
+        assert!(out.stdout.as_str().starts_with("Usage:\n  pizauth dump\n"));
+        assert_eq!(out.stderr.as_str(), "");
     }
 }
 
@@ -168,10 +97,10 @@ fn clients_without_a_server_say_so_and_create_nothing() {
         &["reload"],
         &["shutdown"],
     ] {
-        assert_fails_with(&sb.run(args), NOT_RUNNING);
+        sb.run(args).fails(NOT_RUNNING);
     }
     assert!(
-        !sb.xdg_runtime().exists(),
+        !sb.runtime_dir().exists(),
         "a client created the runtime directory"
     );
 }
@@ -182,7 +111,7 @@ fn a_stale_socket_means_not_running() {
     std::fs::create_dir_all(sb.runtime_dir()).unwrap();
     drop(UnixListener::bind(sb.socket()).unwrap());
     assert!(sb.socket().exists());
-    assert_fails_with(&sb.run(&["show", "x"]), NOT_RUNNING);
+    sb.run(&["show", "x"]).fails(NOT_RUNNING);
 }
 
 #[test]
@@ -194,7 +123,7 @@ fn a_server_that_never_answers_times_out() {
     let start = Instant::now();
     let out = sb.run(&["show", "x"]);
     let took = start.elapsed();
-    assert_fails_with(&out, NOT_RUNNING);
+    out.fails(NOT_RUNNING);
     assert!(
         took >= Duration::from_secs(9) && took < Duration::from_secs(20),
         "{took:?}"
@@ -204,13 +133,16 @@ fn a_server_that_never_answers_times_out() {
 #[test]
 fn show_prints_exactly_the_token() {
     let sb = Sandbox::new("show");
-    let server = sb.serve_once(Reply::Token {
-        token: "tok-123".to_owned().into(),
-    });
+    let server = serve_once(
+        &sb,
+        Reply::Token {
+            token: "tok-123".to_owned().into(),
+        },
+    );
     let out = sb.run(&["show", "work"]);
-    assert_eq!(text(&out.stdout), "tok-123\n");
-    assert_eq!(text(&out.stderr), "");
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout.as_str(), "tok-123\n");
+    assert_eq!(out.stderr.as_str(), "");
+    assert_eq!(out.code, 0);
     assert_eq!(
         server.join().unwrap(),
         r#"{"cmd":"show","account":"work","with_url":true}"#
@@ -220,8 +152,9 @@ fn show_prints_exactly_the_token() {
 #[test]
 fn server_errors_are_one_error_line() {
     let sb = Sandbox::new("error");
-    let server = sb.serve_once(Reply::error("No account 'x'"));
-    assert_fails_with(&sb.run(&["refresh", "-u", "x"]), "ERROR No account 'x'\n");
+    let server = serve_once(&sb, Reply::error("No account 'x'"));
+    sb.run(&["refresh", "-u", "x"])
+        .fails("ERROR No account 'x'\n");
     assert_eq!(
         server.join().unwrap(),
         r#"{"cmd":"refresh","account":"x","with_url":false}"#
@@ -231,27 +164,27 @@ fn server_errors_are_one_error_line() {
 #[test]
 fn malformed_replies_never_echo_their_content() {
     let sb = Sandbox::new("malformed");
-    let server = sb.serve_raw(br#"{"reply":"token","token":{"SECRET-TOKEN":1}}"#.to_vec());
-    let out = sb.run(&["show", "work"]);
-    assert_fails_with(
-        &out,
-        "ERROR malformed reply from the server: is it a different version of pizauth?\n",
+    let server = serve_raw(
+        &sb,
+        br#"{"reply":"token","token":{"SECRET-TOKEN":1}}"#.to_vec(),
     );
+    let out = sb.run(&["show", "work"]);
+    out.fails("ERROR malformed reply from the server: is it a different version of pizauth?\n");
     server.join().unwrap();
 
     // Closing without a word is what a server refusing the client does.
-    let server = sb.serve_raw(Vec::new());
-    assert_fails_with(&sb.run(&["show", "work"]), NOT_RUNNING);
+    let server = serve_raw(&sb, Vec::new());
+    sb.run(&["show", "work"]).fails(NOT_RUNNING);
     server.join().unwrap();
 }
 
 #[test]
 fn done_prints_nothing() {
     let sb = Sandbox::new("done");
-    let server = sb.serve_once(Reply::Done);
+    let server = serve_once(&sb, Reply::Done);
     let out = sb.run(&["revoke", "work"]);
-    assert_eq!((text(&out.stdout), text(&out.stderr)), ("", ""));
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
+    assert_eq!(out.code, 0);
     assert_eq!(
         server.join().unwrap(),
         r#"{"cmd":"revoke","account":"work"}"#
@@ -262,33 +195,36 @@ fn done_prints_nothing() {
 fn status_lines_in_local_time() {
     let sb = Sandbox::new("status");
     let at = |secs: i64| WallTime::from_unix_millis(secs * 1000);
-    let server = sb.serve_once(Reply::Status {
-        accounts: vec![
-            AccountStatus {
-                name: "b".into(),
-                flow: "code".into(),
-                state: TokenStatus::Active {
-                    obtained: at(1_795_890_607),
-                    expires: at(1_795_894_207),
+    let server = serve_once(
+        &sb,
+        Reply::Status {
+            accounts: vec![
+                AccountStatus {
+                    name: "b".into(),
+                    flow: "code".into(),
+                    state: TokenStatus::Active {
+                        obtained: at(1_795_890_607),
+                        expires: at(1_795_894_207),
+                    },
+                    last_error: None,
                 },
-                last_error: None,
-            },
-            AccountStatus {
-                name: "a".into(),
-                flow: "code".into(),
-                state: TokenStatus::NoToken {
-                    last_error: Some(LastError {
-                        at: at(0),
-                        message: "invalid_grant".into(),
-                    }),
+                AccountStatus {
+                    name: "a".into(),
+                    flow: "code".into(),
+                    state: TokenStatus::NoToken {
+                        last_error: Some(LastError {
+                            at: at(0),
+                            message: "invalid_grant".into(),
+                        }),
+                    },
+                    last_error: None,
                 },
-                last_error: None,
-            },
-        ],
-    });
+            ],
+        },
+    );
     let out = sb.command(&["status"]).env("TZ", "UTC-1").output().unwrap();
     assert_eq!(
-        text(&out.stdout),
+        String::from_utf8_lossy(&out.stdout),
         "a: No access token (last error Thu, 01 Jan 1970 01:00:00 +0100: invalid_grant)\n\
          b: Active access token (obtained Sat, 28 Nov 2026 19:30:07 +0100; \
          expires Sat, 28 Nov 2026 20:30:07 +0100)\n"
@@ -300,17 +236,20 @@ fn status_lines_in_local_time() {
 #[test]
 fn dump_and_restore_pass_the_text_through() {
     let sb = Sandbox::new("dump");
-    let server = sb.serve_once(Reply::Dump {
-        dump: "pizauth-dump 1\nline two".to_owned().into(),
-    });
+    let server = serve_once(
+        &sb,
+        Reply::Dump {
+            dump: "pizauth-dump 1\nline two".to_owned().into(),
+        },
+    );
     let out = sb.run(&["dump"]);
-    assert_eq!(text(&out.stdout), "pizauth-dump 1\nline two");
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout.as_str(), "pizauth-dump 1\nline two");
+    assert_eq!(out.code, 0);
     server.join().unwrap();
 
-    let server = sb.serve_once(Reply::Done);
+    let server = serve_once(&sb, Reply::Done);
     let out = sb.run_with_stdin(&["restore"], b"pizauth-dump 1\n\"x\"");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         server.join().unwrap(),
         r#"{"cmd":"restore","dump":"pizauth-dump 1\n\"x\""}"#
@@ -322,28 +261,25 @@ fn restore_refuses_oversized_input_before_connecting() {
     let sb = Sandbox::new("restore-big");
     let big = vec![b'x'; (16 << 20) + 1];
     let out = sb.run_with_stdin(&["restore"], &big);
-    assert_fails_with(
-        &out,
-        "ERROR the dump on stdin is larger than the limit of 16 MiB\n",
-    );
+    out.fails("ERROR the dump on stdin is larger than the limit of 16 MiB\n");
 }
 
 #[test]
 fn info_works_without_config_or_server() {
     let sb = Sandbox::new("info");
     let out = sb.run(&["info"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let expected = format!(
         "pizauth version {}:\n  cache directory: {}\n  config file: {}\nserver not running\n",
         env!("CARGO_PKG_VERSION"),
         sb.runtime_dir().display(),
-        sb.config_home().join("pizauth.conf").display()
+        sb.path("config").join("pizauth.conf").display()
     );
-    assert_eq!(text(&out.stdout), expected);
+    assert_eq!(out.stdout.as_str(), expected);
 
     let out = sb.run(&["info", "-j", "-c", "/elsewhere.conf"]);
-    assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["info_format_version"], 2);
     assert_eq!(v["pizauth_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["cache_directory"], sb.runtime_dir().display().to_string());
@@ -351,19 +287,22 @@ fn info_works_without_config_or_server() {
     assert_eq!(v["executed_as"], "pizauth");
     assert_eq!(v["server_running"], false);
     assert!(v.get("server_info").is_none());
-    assert!(!sb.xdg_runtime().exists());
+    assert!(!sb.runtime_dir().exists());
 }
 
 #[test]
 fn info_reports_a_running_server() {
     let sb = Sandbox::new("info-running");
-    let server = sb.serve_once(Reply::Info {
-        http_port: Some(8765),
-        https_port: None,
-        https_fingerprint: None,
-    });
+    let server = serve_once(
+        &sb,
+        Reply::Info {
+            http_port: Some(8765),
+            https_port: None,
+            https_fingerprint: None,
+        },
+    );
     let out = sb.run(&["info", "-j"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["server_running"], true);
     assert_eq!(
         v["server_info"],
@@ -371,13 +310,16 @@ fn info_reports_a_running_server() {
     );
     assert_eq!(server.join().unwrap(), r#"{"cmd":"info"}"#);
 
-    let server = sb.serve_once(Reply::Info {
-        http_port: None,
-        https_port: Some(8766),
-        https_fingerprint: Some("AB:CD".into()),
-    });
+    let server = serve_once(
+        &sb,
+        Reply::Info {
+            http_port: None,
+            https_port: Some(8766),
+            https_fingerprint: Some("AB:CD".into()),
+        },
+    );
     let out = sb.run(&["info"]);
-    assert!(text(&out.stdout).ends_with(
+    assert!(out.stdout.as_str().ends_with(
         "server running:\n  HTTP port: none\n  HTTPS port: 8766\n  HTTPS public key: AB:CD\n"
     ));
     server.join().unwrap();
@@ -386,30 +328,28 @@ fn info_reports_a_running_server() {
 #[test]
 fn server_without_config_file_names_the_path() {
     let sb = Sandbox::new("server-missing");
-    assert_fails_with(
-        &sb.run(&["server", "-d", "-c", "/nonexistent/pizauth.conf"]),
-        "ERROR config file /nonexistent/pizauth.conf not found\n",
-    );
-    let default = sb.config_home().join("pizauth.conf");
-    assert_fails_with(
-        &sb.run(&["server"]),
-        &format!("ERROR config file {} not found\n", default.display()),
-    );
+    sb.run(&["server", "-d", "-c", "/nonexistent/pizauth.conf"])
+        .fails("ERROR config file /nonexistent/pizauth.conf not found\n");
+    let default = sb.path("config").join("pizauth.conf");
+    sb.run(&["server"]).fails(&format!(
+        "ERROR config file {} not found\n",
+        default.display()
+    ));
 }
 
 #[test]
 fn server_reports_config_errors_with_line_and_column() {
     let sb = Sandbox::new("server-syntax");
-    let conf = sb.dir.join("bad.conf");
+    let conf = sb.path("bad.conf");
     std::fs::write(&conf, "account \"a\" {\n    auth_uri = ;\n}\n").unwrap();
     let out = sb.run(&["server", "-d", "-c", conf.to_str().unwrap()]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = out.stderr.as_str();
+    assert_eq!(out.code, 1, "{stderr}");
     assert!(
         stderr.starts_with(&format!("ERROR {}:2:", conf.display())),
         "{stderr}"
     );
     assert!(stderr.contains("    auth_uri = ;\n"), "{stderr}");
     assert!(stderr.contains('^'), "{stderr}");
-    assert!(!Path::new(&sb.runtime_dir()).exists());
+    assert!(!sb.runtime_dir().exists());
 }
