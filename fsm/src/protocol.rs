@@ -13,9 +13,10 @@ use crate::time::WallTime;
 /// The largest request the server reads (a `restore` of thousands of accounts fits).
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 
-/// What a client asks.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+/// What a client asks. On the wire: a JSON object whose `cmd` names the variant, beside
+/// the variant's fields (`{"cmd":"show","account":"work","with_url":false}`).
+#[derive(Debug, Serialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// `pizauth show [-u] [-w SECONDS] ACCOUNT`.
     Show {
@@ -57,18 +58,20 @@ pub enum Request {
 }
 
 impl Request {
-    /// Decodes a request as read from the socket.
+    /// Decodes a request as read from the socket: unknown fields, missing fields and
+    /// fields another command takes are errors.
     pub fn decode(bytes: &[u8]) -> Result<Request, String> {
-        serde_json::from_slice(bytes).map_err(|e| {
+        let wire: WireRequest = serde_json::from_slice(bytes).map_err(|e| {
             // serde's own messages may quote values (a dump holds tokens): only the
             // category and position are repeated.
-            format!(
-                "malformed request ({:?} error at line {} column {}): is the client a different version of pizauth?",
+            malformed(format_args!(
+                "{:?} error at line {} column {}",
                 e.classify(),
                 e.line(),
                 e.column()
-            )
-        })
+            ))
+        })?;
+        wire.into_request()
     }
 
     /// Encodes a request for the socket.
@@ -78,8 +81,117 @@ impl Request {
     }
 }
 
-/// What the server answers.
-#[derive(Debug, Serialize, Deserialize)]
+fn malformed(what: std::fmt::Arguments) -> String {
+    format!("malformed request ({what}): is the client a different version of pizauth?")
+}
+
+/// A request as it is decoded: `cmd` and every field any command takes, read in one pass.
+/// (A derived internally tagged enum would first copy the whole request into serde's own
+/// buffers, which are never wiped, a restore's dump with it; it is also slower for the
+/// `show` a mail program sends many times a day.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRequest {
+    cmd: Cmd,
+    account: Option<String>,
+    with_url: Option<bool>,
+    #[serde(default)]
+    wait: Option<u32>,
+    dump: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Cmd {
+    Show,
+    Refresh,
+    Revoke,
+    Status,
+    Info,
+    Dump,
+    Restore,
+    Reload,
+    Shutdown,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::Show => "show",
+            Cmd::Refresh => "refresh",
+            Cmd::Revoke => "revoke",
+            Cmd::Status => "status",
+            Cmd::Info => "info",
+            Cmd::Dump => "dump",
+            Cmd::Restore => "restore",
+            Cmd::Reload => "reload",
+            Cmd::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl WireRequest {
+    fn into_request(self) -> Result<Request, String> {
+        let WireRequest {
+            cmd,
+            account,
+            with_url,
+            wait,
+            dump,
+        } = self;
+        // Which fields `cmd` takes (`true`: required); any other that is present is an error.
+        let takes: &[(&str, bool, bool)] = &[
+            (
+                "account",
+                account.is_some(),
+                matches!(cmd, Cmd::Show | Cmd::Refresh | Cmd::Revoke),
+            ),
+            (
+                "with_url",
+                with_url.is_some(),
+                matches!(cmd, Cmd::Show | Cmd::Refresh),
+            ),
+            ("wait", wait.is_some(), matches!(cmd, Cmd::Show)),
+            ("dump", dump.is_some(), matches!(cmd, Cmd::Restore)),
+        ];
+        for &(field, present, taken) in takes {
+            if present && !taken {
+                return Err(malformed(format_args!(
+                    "`{}` takes no field `{field}`",
+                    cmd.name()
+                )));
+            }
+        }
+        let missing =
+            |field: &str| malformed(format_args!("`{}` needs field `{field}`", cmd.name()));
+        Ok(match cmd {
+            Cmd::Show => Request::Show {
+                account: account.ok_or_else(|| missing("account"))?,
+                with_url: with_url.ok_or_else(|| missing("with_url"))?,
+                wait,
+            },
+            Cmd::Refresh => Request::Refresh {
+                account: account.ok_or_else(|| missing("account"))?,
+                with_url: with_url.ok_or_else(|| missing("with_url"))?,
+            },
+            Cmd::Revoke => Request::Revoke {
+                account: account.ok_or_else(|| missing("account"))?,
+            },
+            Cmd::Status => Request::Status,
+            Cmd::Info => Request::Info,
+            Cmd::Dump => Request::Dump,
+            Cmd::Restore => Request::Restore {
+                dump: dump.ok_or_else(|| missing("dump"))?,
+            },
+            Cmd::Reload => Request::Reload,
+            Cmd::Shutdown => Request::Shutdown,
+        })
+    }
+}
+
+/// What the server answers. On the wire: a JSON object whose `reply` names the variant,
+/// beside the variant's fields (`{"reply":"token","token":"..."}`).
+#[derive(Debug, Serialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     /// `show` succeeded: print the token and a newline.
@@ -121,21 +233,34 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// Decodes a reply as read from the socket.
+    /// Decodes a reply as read from the socket. Fields this version does not know are
+    /// ignored (a newer server may add some).
     pub fn decode(bytes: &[u8]) -> Result<Reply, String> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            format!(
-                "malformed reply from the server ({:?} error at line {} column {}): is it a different version of pizauth?",
+        let wire: WireReply = serde_json::from_slice(bytes).map_err(|e| {
+            malformed_reply(format_args!(
+                "{:?} error at line {} column {}",
                 e.classify(),
                 e.line(),
                 e.column()
-            )
-        })
+            ))
+        })?;
+        wire.into_reply()
     }
 
-    /// Encodes a reply for the socket.
+    /// Encodes a reply for the socket, into a buffer sized for it at once: a token or a
+    /// dump is written once, never left behind in the freed memory of a buffer that grew.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let secret = match self {
+            Reply::Token { token: s } | Reply::Dump { dump: s } => s.as_str().len(),
+            _ => 0,
+        };
+        // JSON escaping of a secret (quotes and newlines in a dump) may still grow it.
+        let mut out = Vec::with_capacity(secret + secret / 8 + 64);
+        // Serialising these plain types cannot fail (no maps with non-string keys).
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Shorthand for an error reply.
@@ -143,6 +268,65 @@ impl Reply {
         Reply::Error {
             message: message.into(),
         }
+    }
+}
+
+fn malformed_reply(what: std::fmt::Arguments) -> String {
+    format!("malformed reply from the server ({what}): is it a different version of pizauth?")
+}
+
+/// A reply as it is decoded: `reply` and every field any reply has, read in one pass (see
+/// [`WireRequest`] for why not a derived internally tagged enum).
+#[derive(Deserialize)]
+struct WireReply {
+    reply: ReplyKind,
+    token: Option<Secret>,
+    message: Option<String>,
+    accounts: Option<Vec<AccountStatus>>,
+    http_port: Option<u16>,
+    https_port: Option<u16>,
+    https_fingerprint: Option<String>,
+    dump: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ReplyKind {
+    Token,
+    Done,
+    Notice,
+    Error,
+    Status,
+    Info,
+    Dump,
+}
+
+impl WireReply {
+    fn into_reply(self) -> Result<Reply, String> {
+        let missing = |field: &str| malformed_reply(format_args!("no field `{field}`"));
+        Ok(match self.reply {
+            ReplyKind::Token => Reply::Token {
+                token: self.token.ok_or_else(|| missing("token"))?,
+            },
+            ReplyKind::Done => Reply::Done,
+            ReplyKind::Notice => Reply::Notice {
+                message: self.message.ok_or_else(|| missing("message"))?,
+            },
+            ReplyKind::Error => Reply::Error {
+                message: self.message.ok_or_else(|| missing("message"))?,
+            },
+            ReplyKind::Status => Reply::Status {
+                accounts: self.accounts.ok_or_else(|| missing("accounts"))?,
+            },
+            ReplyKind::Info => Reply::Info {
+                http_port: self.http_port,
+                https_port: self.https_port,
+                https_fingerprint: self.https_fingerprint,
+            },
+            ReplyKind::Dump => Reply::Dump {
+                dump: self.dump.ok_or_else(|| missing("dump"))?,
+            },
+        })
     }
 }
 
@@ -221,6 +405,148 @@ mod tests {
             Request::decode(&bytes),
             Ok(Request::Show { account, with_url: false, wait: None }) if account == "work"
         ));
+    }
+
+    /// Every request decodes to what was encoded, whatever the order of its fields.
+    #[test]
+    fn every_request_round_trips() {
+        let requests = [
+            Request::Show {
+                account: "a".into(),
+                with_url: true,
+                wait: Some(30),
+            },
+            Request::Refresh {
+                account: "b".into(),
+                with_url: false,
+            },
+            Request::Revoke {
+                account: "c".into(),
+            },
+            Request::Status,
+            Request::Info,
+            Request::Dump,
+            Request::Restore {
+                dump: Secret::new("{\"version\":1}\n".into()),
+            },
+            Request::Reload,
+            Request::Shutdown,
+        ];
+        for r in requests {
+            let bytes = r.encode();
+            let back = Request::decode(&bytes).unwrap();
+            assert_eq!(format!("{r:?}"), format!("{back:?}"));
+            assert_eq!(back.encode(), bytes);
+        }
+        match Request::decode(br#"{"with_url":true,"account":"x","cmd":"show"}"#) {
+            Ok(Request::Show {
+                account,
+                with_url: true,
+                wait: None,
+            }) => assert_eq!(account, "x"),
+            other => panic!("{other:?}"),
+        }
+        let dump = Request::decode(br#"{"cmd":"restore","dump":"line\n\"q\""}"#).unwrap();
+        assert!(matches!(dump, Request::Restore { dump } if dump.as_str() == "line\n\"q\""));
+    }
+
+    /// A field the command does not take, one it needs and lacks, an unknown or repeated
+    /// field: each is an error that names the problem.
+    #[test]
+    fn requests_with_the_wrong_fields_are_refused() {
+        for (bad, says) in [
+            (
+                &br#"{"cmd":"status","account":"x"}"#[..],
+                "`status` takes no field `account`",
+            ),
+            (
+                br#"{"cmd":"revoke","account":"x","with_url":true}"#,
+                "`revoke` takes no field `with_url`",
+            ),
+            (
+                br#"{"cmd":"refresh","account":"x","with_url":true,"wait":3}"#,
+                "`refresh` takes no field `wait`",
+            ),
+            (
+                br#"{"cmd":"dump","dump":"x"}"#,
+                "`dump` takes no field `dump`",
+            ),
+            (
+                br#"{"cmd":"show","account":"x"}"#,
+                "`show` needs field `with_url`",
+            ),
+            (
+                br#"{"cmd":"show","with_url":true}"#,
+                "`show` needs field `account`",
+            ),
+            (br#"{"cmd":"restore"}"#, "`restore` needs field `dump`"),
+            (br#"{"account":"x"}"#, "malformed request (Data error"),
+            (
+                br#"{"cmd":"info","extra":1}"#,
+                "malformed request (Data error",
+            ),
+            (
+                br#"{"cmd":"info","cmd":"info"}"#,
+                "malformed request (Data error",
+            ),
+            (
+                br#"{"cmd":"show","account":"x","with_url":"yes"}"#,
+                "malformed request (Data error",
+            ),
+        ] {
+            let e = Request::decode(bad).unwrap_err();
+            assert!(e.contains(says), "{}: {e}", String::from_utf8_lossy(bad));
+            assert!(
+                e.ends_with("is the client a different version of pizauth?"),
+                "{e}"
+            );
+        }
+    }
+
+    /// Every reply decodes to what was encoded; fields a newer server adds are ignored;
+    /// a reply without the field its kind needs is an error.
+    #[test]
+    fn every_reply_round_trips() {
+        let replies = [
+            Reply::Token {
+                token: Secret::new("tok".into()),
+            },
+            Reply::Done,
+            Reply::Notice {
+                message: "n".into(),
+            },
+            Reply::error("e"),
+            Reply::Status {
+                accounts: vec![AccountStatus {
+                    name: "a".into(),
+                    flow: "code".into(),
+                    state: TokenStatus::Expired {
+                        last_refresh_attempt: None,
+                    },
+                    last_error: None,
+                }],
+            },
+            Reply::Info {
+                http_port: Some(1),
+                https_port: None,
+                https_fingerprint: Some("ab".into()),
+            },
+            Reply::Dump {
+                dump: Secret::new("{\"x\":\"\n\"}".into()),
+            },
+        ];
+        for r in replies {
+            let bytes = r.encode();
+            let back = Reply::decode(&bytes).unwrap();
+            assert_eq!(back.encode(), bytes);
+        }
+        assert!(matches!(
+            Reply::decode(br#"{"reply":"token","token":"t","new":[1]}"#),
+            Ok(Reply::Token { token }) if token.as_str() == "t"
+        ));
+        let e = Reply::decode(br#"{"reply":"token"}"#).unwrap_err();
+        assert!(e.contains("no field `token`"), "{e}");
+        assert!(Reply::decode(br#"{"reply":"party"}"#).is_err());
     }
 
     #[test]
