@@ -14,6 +14,7 @@
 //! private temporary directory.
 
 mod daemon;
+mod floor;
 mod provider;
 // The core bench of `pizauth-fsm`, run in process as part of this table.
 #[path = "../../fsm/benches/core.rs"]
@@ -301,6 +302,9 @@ fn show_throughput(
     let (mut show_time, mut true_time) = (Duration::ZERO, Duration::ZERO);
     let (mut show_lat, mut true_lat) = (Vec::new(), Vec::new());
     let (mut cpu, mut switches) = (0, 0);
+    // The same shows against the least a server can do per show, in the same run.
+    let floor = floor::Floor::start(token);
+    let mut floor_cpu = 0;
     for _ in 0..2 {
         let (t, mut l) = parallel(scale.workers, block, || {
             timed(&mut sandbox.command("/bin/true"), None)
@@ -319,7 +323,16 @@ fn show_throughput(
         switches += after.ctx_switches - before.ctx_switches;
         show_time += t;
         show_lat.append(&mut l);
+        let before = floor.cpu_ns();
+        parallel(scale.workers, block, || {
+            timed(
+                floor.sandbox.command(daemon::bin()).args(["show", name]),
+                Some(token),
+            )
+        });
+        floor_cpu += floor.cpu_ns() - before;
     }
+    drop(floor);
     let shows = show_lat.len() as f64;
     let show_rate = shows / show_time.as_secs_f64();
     let true_rate = true_lat.len() as f64 / true_time.as_secs_f64();
@@ -353,6 +366,18 @@ fn show_throughput(
         "us",
         Some(Target::AtMost(8.0)),
         "19-21",
+    );
+    report.detail(
+        "floor_cpu_per_show_us_16_workers",
+        floor_cpu as f64 / 1000.0 / shows,
+    );
+    report.figure(
+        "daemon_cpu_per_show_over_floor",
+        "daemon CPU per show / floor server's",
+        cpu as f64 / floor_cpu.max(1) as f64,
+        "x",
+        None,
+        "",
     );
 }
 
@@ -847,7 +872,7 @@ fn timed(cmd: &mut Command, expect: Option<&str>) -> f64 {
         let printed = out.stdout.strip_suffix(b"\n").unwrap_or(&out.stdout);
         assert!(
             out.status.success() && printed == token.as_bytes(),
-            "show failed: {}",
+            "show failed after {us:.0} us ({cmd:?}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
