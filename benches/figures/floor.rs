@@ -6,7 +6,6 @@
 //! per show is what the daemon's is measured against.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
@@ -92,7 +91,8 @@ fn serve(listener: &UnixListener, reply: &[u8], stop: &AtomicBool) {
             return;
         }
         let Ok(mut stream) = stream else { continue };
-        if peer_uid(&stream) != Some(unsafe { libc::getuid() }) {
+        // As the daemon checks it (the same function).
+        if pizauth_io::os::peer_uid(&stream).ok() != Some(pizauth_io::os::getuid()) {
             continue;
         }
         // A client that stalls cannot hold the server for long.
@@ -110,25 +110,4 @@ fn serve(listener: &UnixListener, reply: &[u8], stop: &AtomicBool) {
         }
         let _ = stream.write_all(reply);
     }
-}
-
-/// The uid of the process at the other end (`SO_PEERCRED`), as the daemon checks it.
-fn peer_uid(stream: &UnixStream) -> Option<libc::uid_t> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred.uid)
 }
