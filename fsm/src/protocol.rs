@@ -61,6 +61,9 @@ impl Request {
     /// Decodes a request as read from the socket: unknown fields, missing fields and
     /// fields another command takes are errors.
     pub fn decode(bytes: &[u8]) -> Result<Request, String> {
+        if !is_object(bytes) {
+            return Err(malformed(format_args!("not a JSON object")));
+        }
         let wire: WireRequest = serde_json::from_slice(bytes).map_err(|e| {
             // serde's own messages may quote values (a dump holds tokens): only the
             // category and position are repeated.
@@ -79,6 +82,12 @@ impl Request {
         // Serialising these plain types cannot fail (no maps with non-string keys).
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// Whether `bytes` start like a JSON object: a derived struct would also take an array
+/// of its fields in order, which no pizauth ever sends.
+fn is_object(bytes: &[u8]) -> bool {
+    bytes.trim_ascii_start().first() == Some(&b'{')
 }
 
 fn malformed(what: std::fmt::Arguments) -> String {
@@ -236,6 +245,9 @@ impl Reply {
     /// Decodes a reply as read from the socket. Fields this version does not know are
     /// ignored (a newer server may add some).
     pub fn decode(bytes: &[u8]) -> Result<Reply, String> {
+        if !is_object(bytes) {
+            return Err(malformed_reply(format_args!("not a JSON object")));
+        }
         let wire: WireReply = serde_json::from_slice(bytes).map_err(|e| {
             malformed_reply(format_args!(
                 "{:?} error at line {} column {}",
@@ -491,7 +503,9 @@ mod tests {
     }
 
     /// A field the command does not take, one it needs and lacks, an unknown or repeated
-    /// field: each is an error that names the problem.
+    /// field, an array instead of an object: each is an error that names the problem.
+    /// (serde's derived decoder let unknown fields through for the commands without
+    /// fields, and took arrays; no pizauth client sends either.)
     #[test]
     fn requests_with_the_wrong_fields_are_refused() {
         for (bad, says) in [
@@ -533,6 +547,8 @@ mod tests {
                 br#"{"cmd":"show","account":"x","with_url":"yes"}"#,
                 "malformed request (Data error",
             ),
+            (br#"["status"]"#, "malformed request (not a JSON object)"),
+            (br#" ["show","x",true,null,null]"#, "(not a JSON object)"),
         ] {
             let e = Request::decode(bad).unwrap_err();
             assert!(e.contains(says), "{}: {e}", String::from_utf8_lossy(bad));
@@ -588,6 +604,8 @@ mod tests {
         let e = Reply::decode(br#"{"reply":"token"}"#).unwrap_err();
         assert!(e.contains("no field `token`"), "{e}");
         assert!(Reply::decode(br#"{"reply":"party"}"#).is_err());
+        let e = Reply::decode(br#"["done"]"#).unwrap_err();
+        assert!(e.contains("not a JSON object"), "{e}");
     }
 
     /// The word-at-a-time check agrees with a byte-by-byte one, at every position of
