@@ -2,19 +2,20 @@
 //!
 //! 1. Its functions are laid out in the order `symbol-order.txt` lists them: every
 //!    function start-up and the common control requests run, together (docs/
-//!    PERFORMANCE.md, "Function order"). The kernel maps a binary's code 64 KiB around
-//!    each page first touched, so code run at start-up scattered over the whole text
-//!    makes nearly all of it resident; gathered, it is a few hundred kilobytes. Names
-//!    the file does not match (another toolchain, a changed dependency) are ignored:
-//!    the program is the same, only laid out as without the file.
-//!    `tools/symbol-order.sh` regenerates it. `PIZAUTH_NO_SYMBOL_ORDER=1` turns it off.
+//!    PERFORMANCE.md, change 12). The kernel maps a binary's code 64 KiB around each
+//!    page first touched, so code run at start-up scattered over the whole text makes
+//!    nearly all of it resident; gathered, it is a few hundred kilobytes. Names the file
+//!    does not match (another toolchain, a changed dependency) are ignored: the program
+//!    is the same, only laid out as without the file. `tools/symbol-order.sh`
+//!    regenerates it. The option is lld's (rustc's own linker on x86-64 Linux): it is
+//!    used only if a test link with it succeeds. `PIZAUTH_NO_SYMBOL_ORDER=1` turns it off.
 //! 2. A release build is stripped here rather than by the profile's `strip`, which
 //!    changes the symbol names (and the order must name the symbols of the build it
 //!    lays out). `PIZAUTH_KEEP_SYMBOLS=1` keeps them, for profiling.
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -30,41 +31,66 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,--strip-all");
     }
     let order = Path::new(&var("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
-    if env::var_os("PIZAUTH_NO_SYMBOL_ORDER").is_none() && order.is_file() && links_with_lld() {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={},--no-warn-symbol-ordering",
-            order.display()
-        );
+    if env::var_os("PIZAUTH_NO_SYMBOL_ORDER").is_some() || !order.is_file() {
+        return;
+    }
+    // One linker option per argument (`-Wl,` would split a path at its commas).
+    let args = [
+        "-Xlinker".to_owned(),
+        format!("--symbol-ordering-file={}", order.display()),
+        "-Xlinker".to_owned(),
+        "--no-warn-symbol-ordering".to_owned(),
+    ];
+    if links_with(&args) {
+        for arg in args {
+            println!("cargo:rustc-link-arg-bins={arg}");
+        }
     }
 }
 
-/// Whether the binary is linked by rustc's own lld, which knows the option: the default
-/// for x86_64-unknown-linux-gnu from Rust 1.90, when the toolchain ships it and no other
-/// linker is configured.
-fn links_with_lld() -> bool {
-    if env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu")
-        || env::var_os("RUSTC_LINKER").is_some()
-        || env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("link"))
-    {
+/// Whether an empty program links for the target, with the build's own compiler and
+/// flags, when the linker is also given `args`.
+fn links_with(args: &[String]) -> bool {
+    let Some(out) = env::var_os("OUT_DIR").map(PathBuf::from) else {
         return false;
-    }
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let ask = |arg: &str| {
-        Command::new(&rustc)
-            .arg(arg)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
-    // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let minor = ask("--version").and_then(|v| {
-        let version = v.split_whitespace().nth(1)?.to_owned();
-        let mut parts = version.split('.');
-        (parts.next()? == "1").then_some(())?;
-        parts.next()?.parse::<u32>().ok()
-    });
-    let lld = ask("--print=sysroot")
-        .map(|s| PathBuf::from(s).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld"));
-    minor.is_some_and(|m| m >= 90) && lld.is_some_and(|p| p.is_file())
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let mut cmd = match env::var_os("RUSTC_WRAPPER").filter(|w| !w.is_empty()) {
+        Some(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.arg(rustc);
+            c
+        }
+        None => Command::new(rustc),
+    };
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()))
+        .args([
+            "--crate-name",
+            "link_probe",
+            "--crate-type",
+            "bin",
+            "--edition",
+            "2021",
+        ])
+        .arg("--target")
+        .arg(env::var_os("TARGET").unwrap_or_default())
+        .arg("-o")
+        .arg(out.join("link-probe"))
+        .args(
+            args.iter()
+                .flat_map(|a| ["-C".to_owned(), format!("link-arg={a}")]),
+        )
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"fn main() {}\n");
+    }
+    child.wait().is_ok_and(|s| s.success())
 }
