@@ -365,6 +365,9 @@ struct Driver {
     timeouts: Timeouts,
     /// Inputs are being handled: a nested `handle` only queues.
     draining: bool,
+    /// Much memory was freed (a reload, a large request or reply): give it back to the
+    /// system once the loop has finished with what it is doing.
+    trim_pending: bool,
 }
 
 impl Driver {
@@ -426,6 +429,7 @@ impl Driver {
             now,
             timeouts: p.timeouts,
             draining: false,
+            trim_pending: false,
         };
         if let Err(e) = core_dumps {
             driver.log(Level::Warn, &format!("cannot disable core dumps: {e}"));
@@ -464,6 +468,9 @@ impl Driver {
             }
             if self.server.poll_timeout().is_some_and(|t| t <= now.boot) {
                 self.handle(now, Input::Tick);
+            }
+            if std::mem::take(&mut self.trim_pending) {
+                release_free_memory();
             }
         }
         Ok(())
@@ -541,7 +548,8 @@ impl Driver {
             Output::ReadConfig => {
                 let result = os::read_config(&self.config_path, true);
                 self.push_input(Input::ConfigRead { result });
-                release_free_memory();
+                // Only queued here: the old config is freed once the core has handled it.
+                self.trim_pending = true;
             }
             Output::Log { level, message } => self.log(level, &message),
             Output::Exit => self.exiting = true,
@@ -654,12 +662,8 @@ impl Driver {
                     let _ = registry.deregister(&mut c.stream);
                 }
                 self.ids.remove(&c.id);
-                let (deadline, large) = (c.deadline, c.large);
-                drop(c);
-                if large {
-                    release_free_memory();
-                }
-                (deadline, true)
+                self.trim_pending |= c.large;
+                (c.deadline, true)
             }
             Conn::Redirect(mut c) => {
                 c.stream.close();
