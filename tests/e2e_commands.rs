@@ -165,6 +165,29 @@ fn bad_usage_exits_1_with_the_usage() {
     sb.run(&["status"]).ok("a: No access token\n");
 }
 
+/// A start that fails after the control socket is bound (here: the redirect port is
+/// taken) says why and leaves no socket file behind.
+#[test]
+fn a_failed_start_leaves_no_socket_file() {
+    let provider = Provider::start();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().expect("address").port();
+    let sb = Sandbox::new("port-taken");
+    sb.write_config(&format!(
+        "http_listen = \"127.0.0.1:{port}\";\n{}",
+        account("a", &provider, "")
+    ));
+    let config = sb.config_path().display().to_string();
+    let out = sb.run(&["server", "-d", "-c", &config]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("http_listen"), "{}", out.stderr);
+    assert!(
+        sb.runtime_dir().is_dir(),
+        "the server got as far as its socket"
+    );
+    assert!(!sb.socket().exists(), "socket file left behind");
+}
+
 #[test]
 fn a_second_server_is_refused_and_a_stale_socket_replaced() {
     let provider = Provider::start();

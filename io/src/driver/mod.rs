@@ -85,6 +85,7 @@ impl std::error::Error for StartError {}
 pub struct Prepared {
     settings: Settings,
     control: StdUnixListener,
+    socket_file: SocketFile,
     http: Option<StdTcpListener>,
     /// The HTTPS listener; its certificate is made when first needed.
     https: Option<StdTcpListener>,
@@ -151,10 +152,9 @@ pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
     // The socket first: a second server is refused before it runs any command (a
     // `client_secret_cmd` may ask for a passphrase).
     let control = bind_control(&settings.socket_path)?;
-    if let Err(e) = fill_secrets(&mut settings.config) {
-        let _ = std::fs::remove_file(&settings.socket_path);
-        return Err(e);
-    }
+    // From here on, every way out (an error below, or the server's end) removes it.
+    let socket_file = SocketFile(settings.socket_path.clone());
+    fill_secrets(&mut settings.config)?;
     let http = match &settings.config.http_listen {
         Some(addr) => Some(bind_tcp(addr, "http_listen")?),
         None => None,
@@ -167,6 +167,7 @@ pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
     Ok(Prepared {
         settings,
         control,
+        socket_file,
         http,
         https,
         tunables,
@@ -315,9 +316,9 @@ impl Prepared {
     /// Runs the server until it is shut down. Call after daemonising.
     pub fn run(self, log: Box<dyn Log>) -> Result<(), StartError> {
         let mut driver = Driver::new(self, log).map_err(|e| StartError::Other(e.to_string()))?;
-        let result = driver.run();
-        let _ = std::fs::remove_file(&driver.socket_path);
-        result.map_err(|e| StartError::Other(format!("event loop failed: {e}")))
+        driver
+            .run()
+            .map_err(|e| StartError::Other(format!("event loop failed: {e}")))
     }
 }
 
@@ -326,7 +327,8 @@ struct Driver {
     poll: Poll,
     server: Server,
     log: Box<dyn Log>,
-    socket_path: PathBuf,
+    /// The control socket's file (removed when the driver is dropped).
+    socket_file: SocketFile,
     config_path: PathBuf,
     control: UnixListener,
     http: Option<TcpListener>,
@@ -405,7 +407,7 @@ impl Driver {
             poll,
             server,
             log,
-            socket_path: p.settings.socket_path.clone(),
+            socket_file: p.socket_file,
             config_path: p.settings.config_path.clone(),
             control,
             http,
@@ -463,7 +465,7 @@ impl Driver {
             }
             self.expire(now);
             if now.boot >= self.touch_at {
-                let _ = os::touch(&self.socket_path);
+                let _ = os::touch(&self.socket_file.0);
                 self.touch_at = now.boot + self.timeouts.touch;
             }
             if self.server.poll_timeout().is_some_and(|t| t <= now.boot) {
@@ -727,6 +729,17 @@ impl Driver {
         });
         self.push_input(Input::CertificateMade { fingerprint });
         config
+    }
+}
+
+/// The control socket's file, removed when dropped: on every way out of a server that
+/// bound it, a failed start included. (The parent of a daemonising fork leaves with
+/// `_exit`, dropping nothing, so the file stays for the child.)
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
