@@ -231,7 +231,7 @@ pub fn exchange_within(
             MAX_REQUEST_BYTES >> 20
         )));
     }
-    let mut stream = connect(socket, timeout.min(TIMEOUT)).map_err(|e| match e.raw_os_error() {
+    let mut stream = connect(socket, TIMEOUT).map_err(|e| match e.raw_os_error() {
         Some(
             libc::ENOENT | libc::ECONNREFUSED | libc::EAGAIN | libc::ETIMEDOUT | libc::EINPROGRESS,
         ) => ExchangeError::NotRunning,
@@ -259,8 +259,8 @@ pub fn exchange_within(
 /// Writes all of `bytes` before `deadline`.
 ///
 /// The first write goes out right after connecting, under the send timeout `connect`
-/// set (the exchange's own bound): the server wakes up for the connection, and finds the
-/// whole request there if nothing comes between connecting and sending it.
+/// set ([`TIMEOUT`]): the server wakes up for the connection, and finds the whole
+/// request there if nothing comes between connecting and sending it.
 fn send(stream: &mut UnixStream, bytes: &[u8], deadline: Instant) -> Result<(), ExchangeError> {
     let mut done = 0;
     while done < bytes.len() {

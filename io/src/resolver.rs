@@ -59,14 +59,11 @@ impl Resolver {
         }
     }
 
-    /// Starts resolving `host` (a name, an IP literal, or a bracketed IPv6 literal as in
-    /// a URL) for a connection to `port`. The answer, tagged with `id`, comes back from
-    /// [`take_results`](Self::take_results) after a wake-up, never from this call.
+    /// Starts resolving the name `host` for a connection to `port` (an IP literal needs
+    /// no lookup: callers connect to [`ip_literal`]'s address at once). The answer,
+    /// tagged with `id`, comes back from [`take_results`](Self::take_results) after a
+    /// wake-up, never from this call.
     pub fn resolve(&self, id: u64, host: String, port: u16) {
-        if let Some(addr) = ip_literal(&host, port) {
-            self.shared.publish(id, Ok(vec![addr]));
-            return;
-        }
         let mut job = Job { id, host, port };
         // Try twice: the second time with a fresh thread, should the first have died.
         for _ in 0..2 {
@@ -139,7 +136,6 @@ impl Shared {
     }
 }
 
-/// The helper thread: resolves jobs until the channel closes.
 /// `host` without the brackets a URL puts around an IPv6 address.
 pub fn unbracketed(host: &str) -> &str {
     host.strip_prefix('[')
@@ -155,6 +151,7 @@ pub fn ip_literal(host: &str, port: u16) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// The helper thread: resolves jobs until the channel closes.
 fn run(shared: &Shared, jobs: &Receiver<Job>) {
     while let Ok(Job { id, host, port }) = jobs.recv() {
         let result = match (host.as_str(), port).to_socket_addrs() {
@@ -203,28 +200,20 @@ mod tests {
     }
 
     #[test]
-    fn ip_literals_resolve_without_the_thread() {
-        let (mut poll, resolver) = setup();
-        resolver.resolve(1, "127.0.0.1".to_owned(), 80);
-        resolver.resolve(2, "[::1]".to_owned(), 443);
-        resolver.resolve(3, "::1".to_owned(), 8080);
-        let mut events = Events::with_capacity(8);
-        poll.poll(&mut events, Some(Duration::from_secs(5)))
-            .expect("poll");
-        assert!(events.iter().any(|e| e.token() == WAKE));
-        let results = resolver.take_results();
-        assert_eq!(
-            results,
-            vec![
-                (1, Ok(vec!["127.0.0.1:80".parse().expect("addr")])),
-                (2, Ok(vec!["[::1]:443".parse().expect("addr")])),
-                (3, Ok(vec!["[::1]:8080".parse().expect("addr")])),
-            ]
-        );
-        assert!(
-            resolver.jobs.lock().expect("lock").is_none(),
-            "no thread started"
-        );
+    fn ip_literals_need_no_lookup_and_names_do() {
+        let addr = |s: &str| Some(s.parse::<SocketAddr>().expect("addr"));
+        assert_eq!(ip_literal("127.0.0.1", 80), addr("127.0.0.1:80"));
+        assert_eq!(ip_literal("[::1]", 443), addr("[::1]:443"));
+        assert_eq!(ip_literal("::1", 8080), addr("[::1]:8080"));
+        for name in [
+            "localhost",
+            "auth.example",
+            "[localhost]",
+            "127.0.0.1.example",
+            "",
+        ] {
+            assert_eq!(ip_literal(name, 80), None, "{name}");
+        }
     }
 
     #[test]

@@ -196,10 +196,10 @@ impl Driver {
         };
         let remaining = c.reply.expose()[written..].to_vec();
         c.reply = Secret::new(remaining);
-        let id = c.id;
-        match result {
-            Ok(false) => self.watch_control(slot, id),
-            Ok(true) | Err(()) => self.close(slot),
+        // Not all written: the poller says when there is room (every connection still
+        // open after `accept_control` answered what it could is registered there).
+        if result != Ok(false) {
+            self.close(slot);
         }
     }
 
