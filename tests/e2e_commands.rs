@@ -516,11 +516,12 @@ fn commands_run_through_the_users_shell_with_nothing_on_stdin() {
     assert_eq!(got, "/dev/null\n");
     assert_eq!(sb.read("shell.log"), "-c\n");
 
-    // No SHELL at all: /bin/sh runs it.
+    // No SHELL at all: /bin/sh runs it (the shell running the command is the one whose
+    // executable `$$` names).
     let mut sb = Sandbox::new("no-shell");
     sb.unset_env("SHELL");
     let out = sb.path_str("ran.out");
-    let cmd = format!("echo ran > '{out}.tmp'; mv '{out}.tmp' '{out}'");
+    let cmd = format!("readlink /proc/$$/exe > '{out}.tmp'; mv '{out}.tmp' '{out}'");
     sb.write_config(&format!(
         "startup_cmd = \"{}\";\n{}",
         config_string(&cmd),
@@ -531,7 +532,8 @@ fn commands_run_through_the_users_shell_with_nothing_on_stdin() {
         let s = sb.read("ran.out");
         (!s.is_empty()).then_some(s)
     });
-    assert_eq!(got, "ran\n");
+    let sh = std::fs::canonicalize("/bin/sh").expect("/bin/sh");
+    assert_eq!(got, format!("{}\n", sh.display()));
 }
 
 /// SPEC.md section 2: the server touches its socket file (every 6 hours; here, as the

@@ -176,6 +176,14 @@ fn no_secret_reaches_the_log_a_command_line_or_a_file() {
         assert_clean(&format!("the command lines of {kind}"), &lines.join("\n"));
     }
 
+    // The HTTPS listener's certificate is made when first needed: have it made, so the
+    // walk below also shows that its key went nowhere on disk.
+    let info = sb.info_json();
+    assert!(
+        info["server_info"]["https_pub_key"].as_str().is_some(),
+        "{info}"
+    );
+
     // Files: the runtime directory holds the socket only; the working directory and
     // $TMPDIR stay empty; every file the test did not write is free of secrets.
     let runtime: Vec<PathBuf> = walk(&sb.runtime_dir());
