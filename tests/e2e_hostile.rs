@@ -167,3 +167,50 @@ fn a_crowd_of_clients_is_served() {
     }
     sb.run(&["show", "work"]).ok("fake-access\n");
 }
+
+/// SPEC.md section 8: the server answers only peers of its own uid. The runtime
+/// directory (0700) and the socket (0600) normally keep other users out before the
+/// server sees them; here both are opened up, so that a client of another user reaches
+/// the server and only SO_PEERCRED stands in its way. Needs root, to run that client as
+/// another user (the test says so and checks nothing otherwise).
+#[test]
+fn a_client_of_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: plain system call.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("a_client_of_another_user_is_refused: needs root to switch uid; not run");
+        return;
+    }
+    let provider = Provider::start();
+    let sb = serving("other-uid", &provider);
+    let open = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    for dir in [sb.dir.clone(), sb.path("run"), sb.runtime_dir()] {
+        open(&dir, 0o711);
+    }
+    open(&sb.socket(), 0o666);
+    let nobody = 65534;
+    let out = sb
+        .command(&["show", "work"])
+        .uid(nobody)
+        .gid(nobody)
+        .output()
+        .expect("run the client as another user");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        common::NOT_RUNNING,
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.stdout.is_empty(), "the token went to another user");
+    let log = sb.log();
+    assert!(
+        log.contains(&format!("refused a control client of uid {nobody}")),
+        "{log}"
+    );
+    // The owner is still served.
+    sb.run(&["show", "work"]).ok("fake-access\n");
+}
