@@ -173,6 +173,20 @@ fn transient_error_if_cmd_counts_consecutive_failures_and_is_timed_out() {
     assert_eq!(sp.len(), 1);
     assert_eq!(sp[0].1, "check");
     let child = sp[0].0;
+    // While the check decides, neither `refresh` nor `show` sends another refresh.
+    let (reply, out) = sim.ask(Request::Refresh {
+        account: "work".into(),
+        with_url: false,
+    });
+    assert!(matches!(reply, Reply::Done), "{reply:?}");
+    assert!(http_requests(&out).is_empty(), "{out:?}");
+    let (reply, out) = sim.ask(Request::Show {
+        account: "work".into(),
+        with_url: false,
+        wait: None,
+    });
+    assert!(matches!(reply, Reply::Error { .. }), "expired: {reply:?}");
+    assert!(http_requests(&out).is_empty(), "{out:?}");
     let out = sim.advance(secs(180));
     assert!(
         out.iter()
