@@ -244,10 +244,12 @@ fn seeds_pass_their_targets() {
 
 #[test]
 fn exchange_seeds_reach_the_code_exchange() {
+    let mut checked = 0;
     for (name, bytes) in redirect_seeds() {
         if !name.starts_with("exchange-") {
             continue;
         }
+        checked += 1;
         let mut reader = RequestReader::new();
         let ReadProgress::Request(request) = reader.feed(&bytes[1..]) else {
             panic!("{name}: not read as a request");
@@ -260,4 +262,5 @@ fn exchange_seeds_reach_the_code_exchange() {
             "{name}: no exchange"
         );
     }
+    assert!(checked >= 2, "only {checked} exchange seeds");
 }
