@@ -4,9 +4,10 @@
 //!    function start-up and the common control requests run, together (docs/
 //!    PERFORMANCE.md, change 12). The kernel maps a binary's code 64 KiB around each
 //!    page first touched, so code run at start-up scattered over the whole text makes
-//!    nearly all of it resident; gathered, it is a few hundred kilobytes. Names the file
-//!    does not match (another toolchain, a changed dependency) are ignored: the program
-//!    is the same, only laid out as without the file. `tools/symbol-order.sh`
+//!    nearly all of it resident; gathered, it is a few hundred kilobytes. The names are
+//!    v0-mangled (`.cargo/config.toml`), which edits of the code leave unchanged; names
+//!    the file does not match (another toolchain, a changed dependency) are ignored: the
+//!    program is the same, only laid out as without the file. `tools/symbol-order.sh`
 //!    regenerates it. The option is lld's (rustc's own linker on x86-64 Linux): it is
 //!    used only if a test link with it succeeds. `PIZAUTH_NO_SYMBOL_ORDER=1` turns it off.
 //! 2. A release build is stripped here rather than by the profile's `strip`, which
