@@ -279,10 +279,17 @@ pub fn measure(quick: bool) -> CoreFigures {
     for &n in sizes {
         let b = Bench::new(n);
         assert!(b.server.poll_timeout().is_some(), "deadlines are armed");
-        let (count, elapsed) = timed_loop(budget, 2_000_000, |_| {
-            black_box(black_box(&b.server).poll_timeout());
-        });
-        poll_timeout_ns.push((n, elapsed.as_secs_f64() * 1e9 / count as f64));
+        // The fastest of 8 rounds: a call takes nanoseconds, so one preemption in a
+        // single long round (this VM's other core is busy) would multiply it.
+        let fastest = (0..8)
+            .map(|_| {
+                let (count, elapsed) = timed_loop(budget / 8, 250_000, |_| {
+                    black_box(black_box(&b.server).poll_timeout());
+                });
+                elapsed.as_secs_f64() * 1e9 / count as f64
+            })
+            .fold(f64::INFINITY, f64::min);
+        poll_timeout_ns.push((n, fastest));
     }
     CoreFigures {
         accounts,
