@@ -77,6 +77,11 @@ unsafe extern "C" {}
 /// the default back), and descriptors 0, 1 and 2 open (if one is closed, `/dev/null`
 /// takes its place, so that no socket or file opened later becomes stdout or stderr).
 fn prepare_process() {
+    // OpenBSD's pledge, before anything else (nothing elsewhere).
+    if let Err(e) = pizauth_io::os::restrict_process() {
+        eprintln!("ERROR cannot restrict the process: {e}");
+        std::process::exit(1);
+    }
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
         fd,
         events: 0,

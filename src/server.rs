@@ -56,6 +56,7 @@ pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(),
 
     let runtime_dir = env.runtime_dir().map_err(Failure::Error)?;
     create_private_dir(&runtime_dir).map_err(Failure::Error)?;
+    let (confine_config, confine_socket) = (config_path.clone(), socket_path(&runtime_dir));
     let prepared = driver::prepare(Settings {
         config_path,
         config: parsed.config,
@@ -82,6 +83,13 @@ pub fn run(config: Option<&Path>, foreground: bool, verbosity: u8) -> Result<(),
         SharedLog::new(syslog)
     };
 
+    // From here on the server needs only its own files: on OpenBSD it unveils them and
+    // pledges what the loop uses (elsewhere this does nothing).
+    if let Err(e) = pizauth_io::os::confine(&confine_config, &confine_socket) {
+        log.clone()
+            .log(Level::Error, &format!("cannot confine the server: {e}"));
+        return Err(Failure::Reported);
+    }
     prepared.run(Box::new(log.clone())).map_err(|e| {
         // With -d this reaches stderr; daemonised, stderr is /dev/null and syslog is
         // the only place left to say why the server stopped.

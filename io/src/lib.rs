@@ -9,8 +9,9 @@
 //! - [`tls`]: rustls configurations: a client verifying against the webpki roots (plus
 //!   `$SSL_CERT_FILE`), and a server with an in-memory self-signed certificate.
 //! - [`resolver`]: host-name resolution on a helper thread that wakes the loop.
-//! - [`os`]: Linux system interfaces: both clocks, a boot-time timer, a signalfd, child
-//!   processes, peer credentials, readiness notification and core-dump suppression.
+//! - [`os`]: the system interfaces, one implementation per system (Linux; macOS, FreeBSD
+//!   and OpenBSD): both clocks, a boot-time timer, signals, child processes, peer
+//!   credentials, readiness notification, core-dump suppression and confinement.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 

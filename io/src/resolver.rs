@@ -8,7 +8,8 @@
 //! every answer in one place.
 //!
 //! The helper thread inherits the signal mask of the thread that starts it: create
-//! [`crate::os::Signals`] first, so that it too leaves SIGTERM and friends to the signalfd.
+//! [`crate::os::Signals`] first, so that it too leaves SIGTERM and friends to the signalfd
+//! on Linux (elsewhere signals are handled per process, by any thread).
 //! It is never joined: dropping the [`Resolver`] closes the channel, and the thread ends
 //! after its current lookup (a process that exits does not wait for it).
 

@@ -440,7 +440,7 @@ impl Driver {
     }
 
     fn run(&mut self) -> io::Result<()> {
-        release_free_memory();
+        os::release_free_memory();
         self.log(Level::Info, "server started");
         self.handle(os::now(), Input::Started);
         if let Err(e) = os::notify_ready() {
@@ -449,7 +449,8 @@ impl Driver {
         let mut events = Events::with_capacity(256);
         while !self.exiting {
             self.arm_timer()?;
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            let timeout = self.timer.poll_timeout(os::now().boot);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -472,7 +473,7 @@ impl Driver {
                 self.handle(now, Input::Tick);
             }
             if std::mem::take(&mut self.trim_pending) {
-                release_free_memory();
+                os::release_free_memory();
             }
         }
         Ok(())
@@ -740,16 +741,5 @@ struct SocketFile(PathBuf);
 impl Drop for SocketFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Gives the allocator's free pages back to the system. Parsing the config and building
-/// the server free far more memory than the loop then holds, and glibc keeps freed pages
-/// in the middle of its heap, where they count as the daemon's resident memory.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only hands free memory of the allocator back to the system.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

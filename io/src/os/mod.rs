@@ -1,13 +1,22 @@
-//! Linux system interfaces the driver needs and std lacks.
+//! The system interfaces the driver needs and std lacks: every call that differs between
+//! the systems pizauth runs on is here, one implementation per system behind `cfg`
+//! (`linux/`; `bsd/` for macOS, FreeBSD and OpenBSD), and nothing outside this module
+//! names a system.
 //!
 //! - [`now`]: both clocks the core wants, boot time and wall time.
-//! - [`BootTimer`]: a `timerfd` on `CLOCK_BOOTTIME`, armed to the core's next deadline.
-//! - [`Signals`]: a `signalfd` for SIGCHLD, SIGTERM, SIGINT and SIGHUP.
+//! - [`BootTimer`]: the core's next deadline. Linux: a `timerfd` on `CLOCK_BOOTTIME`,
+//!   which wakes the poller itself, so an idle server never wakes early. Elsewhere: the
+//!   poller's timeout ([`BootTimer::poll_timeout`]), at most 60 s so that a suspend is
+//!   noticed soon after resume.
+//! - [`Signals`]: SIGCHLD, SIGTERM, SIGINT and SIGHUP as a pollable source (a
+//!   `signalfd` on Linux, a self-pipe elsewhere).
 //! - [`spawn`] and [`Children`]: `$SHELL -c` commands, killed and reaped by id.
-//! - [`peer_uid`], [`getuid`]: who is on the other end of the control socket.
-//! - [`notify_ready`]: systemd's `READY=1`.
+//! - [`peer_uid`], [`getuid`]: who is on the other end of the control socket
+//!   (`SO_PEERCRED` on Linux, `getpeereid` elsewhere).
+//! - [`notify_ready`]: systemd's `READY=1` (Linux only).
 //! - [`touch`]: keep the socket file fresh so runtime-directory cleaners spare it.
-//! - [`disable_core_dumps`]: tokens must never reach a core file.
+//! - [`disable_core_dumps`]: tokens must never reach a core file or a debugger.
+//! - [`restrict_process`] and [`confine`]: OpenBSD's pledge and unveil.
 //!
 //! Start-up order matters: create [`Signals`] before any other thread exists (the signal
 //! mask is inherited by threads, and a thread that does not block SIGTERM would die of
@@ -15,63 +24,71 @@
 //! must be close-on-exec so children inherit none of them: std's and mio's are, and so
 //! are the ones made here.
 
-/// Lets the poller watch a type through the descriptor in its `fd` field.
-macro_rules! fd_source {
-    ($t:ty) => {
-        impl mio::event::Source for $t {
-            fn register(
-                &mut self,
-                registry: &mio::Registry,
-                token: mio::Token,
-                interests: mio::Interest,
-            ) -> std::io::Result<()> {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
-                mio::unix::SourceFd(&fd).register(registry, token, interests)
-            }
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "openbsd"
+)))]
+compile_error!("pizauth runs on Linux, macOS, FreeBSD and OpenBSD: io/src/os has no other port");
 
-            fn reregister(
-                &mut self,
-                registry: &mio::Registry,
-                token: mio::Token,
-                interests: mio::Interest,
-            ) -> std::io::Result<()> {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
-                mio::unix::SourceFd(&fd).reregister(registry, token, interests)
-            }
-
-            fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
-                mio::unix::SourceFd(&fd).deregister(registry)
-            }
-        }
-    };
-}
-use fd_source;
-
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+mod bsd;
+#[cfg(target_os = "linux")]
+mod linux;
 mod process;
-mod signals;
-mod timer;
 
-use std::ffi::{CString, OsStr};
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+use bsd as sys;
+#[cfg(target_os = "linux")]
+use linux as sys;
+
+use std::ffi::CString;
 use std::io;
-use std::mem;
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::linux::net::SocketAddrExt;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
 
 use pizauth_fsm::config::MAX_CONFIG_BYTES;
 use pizauth_fsm::{Instant, Now, WallTime};
 
 pub use process::{Children, Reaped, run_captured, spawn, spawn_capturing};
-pub use signals::{Signal, Signals};
-pub use timer::BootTimer;
+pub use sys::{BootTimer, Signals};
 
-/// The present on both clocks: `CLOCK_BOOTTIME` (which keeps counting during suspend)
-/// for deadlines and `CLOCK_REALTIME` for display, both in milliseconds.
+/// A signal the server acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGCHLD: a child changed state; reap.
+    Child,
+    /// SIGTERM: shut down.
+    Terminate,
+    /// SIGINT: shut down.
+    Interrupt,
+    /// SIGHUP: reload the configuration.
+    Hangup,
+}
+
+impl Signal {
+    /// The signals [`Signals`] delivers.
+    const HANDLED: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+    /// The signal of this number, if it is one the server handles.
+    fn from_raw(signal: libc::c_int) -> Option<Signal> {
+        match signal {
+            libc::SIGCHLD => Some(Signal::Child),
+            libc::SIGTERM => Some(Signal::Terminate),
+            libc::SIGINT => Some(Signal::Interrupt),
+            libc::SIGHUP => Some(Signal::Hangup),
+            _ => None,
+        }
+    }
+}
+
+/// The present on both clocks: a boot clock, which keeps counting while the machine is
+/// suspended (`CLOCK_BOOTTIME` on Linux and OpenBSD, `CLOCK_MONOTONIC` on macOS and
+/// FreeBSD), for deadlines, and `CLOCK_REALTIME` for display, both in milliseconds.
 pub fn now() -> Now {
-    let boot = clock_millis(libc::CLOCK_BOOTTIME);
+    let boot = clock_millis(sys::BOOT_CLOCK);
     Now {
         boot: Instant::from_millis(u64::try_from(boot).unwrap_or(0)),
         wall: WallTime::from_unix_millis(clock_millis(libc::CLOCK_REALTIME)),
@@ -86,18 +103,19 @@ fn clock_millis(clock: libc::clockid_t) -> i64 {
     };
     // SAFETY: `ts` is a valid, writable timespec and the only memory the call touches.
     // It fails only for an unknown clock or a bad pointer: both clocks exist on every
-    // Linux since 2.6.39, so `ts` is always filled in.
+    // system supported (Linux since 2.6.39), so `ts` is always filled in.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    // `time_t` and `c_long` are i64 on 64-bit Linux, where the conversions do nothing,
+    // `time_t` and `c_long` are i64 on 64-bit systems, where the conversions do nothing,
     // and narrower on 32-bit targets, where they widen.
     #[allow(clippy::useless_conversion)]
     let (secs, nanos) = (i64::from(ts.tv_sec), i64::from(ts.tv_nsec));
     secs.saturating_mul(1000).saturating_add(nanos / 1_000_000)
 }
 
-/// Keeps tokens out of core files: sets `RLIMIT_CORE` to zero and marks the process
-/// non-dumpable (which also stops other processes of the same user from attaching a
-/// debugger or reading `/proc/<pid>/mem`).
+/// Keeps tokens out of core files and debuggers: sets `RLIMIT_CORE` to zero and, where
+/// the system has a way to say so, forbids tracing (Linux: the process is marked
+/// non-dumpable, which also stops other processes of the same user from attaching a
+/// debugger or reading `/proc/<pid>/mem`; FreeBSD: `PROC_TRACE_CTL`).
 pub fn disable_core_dumps() -> io::Result<()> {
     let zero = libc::rlimit {
         rlim_cur: 0,
@@ -107,11 +125,7 @@ pub fn disable_core_dumps() -> io::Result<()> {
     if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: PR_SET_DUMPABLE takes plain integers and touches no memory of ours.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    sys::forbid_tracing()
 }
 
 /// The real user id of this process (asked once: the server checks it for every control
@@ -123,58 +137,40 @@ pub fn getuid() -> u32 {
 }
 
 /// The user id of the process on the other end of a connected Unix socket, as the
-/// kernel recorded it when the connection was made (`SO_PEERCRED`).
+/// kernel recorded it when the connection was made.
 pub fn peer_uid(socket: impl AsFd) -> io::Result<u32> {
-    let fd = socket.as_fd();
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `fd` is open for the duration of the call (it is borrowed), and `cred` and
-    // `len` are valid and writable, with `len` holding the size of `cred`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len as usize != mem::size_of::<libc::ucred>() {
-        return Err(io::Error::other("short SO_PEERCRED answer"));
-    }
-    Ok(cred.uid)
+    sys::peer_uid(socket)
 }
 
 /// Tells systemd the service is ready (`READY=1`), if it asked to be told: when
-/// `$NOTIFY_SOCKET` is unset or empty this does nothing.
+/// `$NOTIFY_SOCKET` is unset or empty, and off Linux, this does nothing.
 pub fn notify_ready() -> io::Result<()> {
-    match std::env::var_os("NOTIFY_SOCKET") {
-        Some(socket) if !socket.is_empty() => notify(&socket, "READY=1"),
-        _ => Ok(()),
-    }
+    sys::notify_ready()
 }
 
-/// Sends `state` (e.g. `READY=1` or `STOPPING=1`) as one datagram to a systemd
-/// notification socket: a path, or an abstract socket if it starts with `@`.
-pub fn notify(socket: &OsStr, state: &str) -> io::Result<()> {
-    let sender = UnixDatagram::unbound()?;
-    let bytes = socket.as_bytes();
-    let addr = match bytes.strip_prefix(b"@") {
-        Some(name) => SocketAddr::from_abstract_name(name)?,
-        None => SocketAddr::from_pathname(Path::new(socket))?,
-    };
-    let sent = sender.send_to_addr(state.as_bytes(), &addr)?;
-    if sent != state.len() {
-        return Err(io::Error::other("short write to the notification socket"));
+/// Restricts what the process may ever do to what some command of pizauth needs, as the
+/// first thing it does: OpenBSD's `pledge`; nothing elsewhere.
+pub fn restrict_process() -> io::Result<()> {
+    sys::restrict_process()
+}
+
+/// Confines the server, once its sockets are bound and it has detached, to the files
+/// and system calls it needs from then on: OpenBSD's `unveil` and `pledge`, as pizauth
+/// 1.1.0 does there; nothing elsewhere.
+pub fn confine(config: &Path, socket: &Path) -> io::Result<()> {
+    sys::confine(config, socket)
+}
+
+/// Gives the allocator's free pages back to the system. Parsing the config and building
+/// the server free far more memory than the loop then holds, and glibc keeps freed pages
+/// in the middle of its heap, where they count as the daemon's resident memory. Other
+/// allocators need no such call: this does nothing there.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only hands free memory of the allocator back to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
-    Ok(())
 }
 
 /// Sets a file's access and modification times to now, without following a symlink
@@ -254,3 +250,8 @@ pub fn read_config(path: &Path, again: bool) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests;
+
+// The other systems' timer is plain Rust over the boot clock: test it here too.
+#[cfg(all(test, target_os = "linux"))]
+#[path = "bsd/timer.rs"]
+mod poll_timer;

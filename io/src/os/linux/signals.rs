@@ -1,24 +1,10 @@
-//! The signals the server handles, as a pollable file descriptor.
+//! Linux: the signals the server handles, as a pollable file descriptor (`signalfd`).
 
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// The signals delivered through [`Signals`].
-const HANDLED: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
-
-/// A signal the server acts on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGCHLD: a child changed state; reap.
-    Child,
-    /// SIGTERM: shut down.
-    Terminate,
-    /// SIGINT: shut down.
-    Interrupt,
-    /// SIGHUP: reload the configuration.
-    Hangup,
-}
+use crate::os::Signal;
 
 /// A `signalfd` (non-blocking, close-on-exec) for SIGCHLD, SIGTERM, SIGINT and SIGHUP.
 ///
@@ -27,7 +13,7 @@ pub enum Signal {
 /// thread and inherited by threads started later, so create this on the main thread
 /// before any other thread exists: a thread without the mask would be chosen to take
 /// process-wide signals, and SIGTERM would kill the process unannounced. Children must
-/// not inherit the mask (nor ignored SIGPIPE): [`spawn`](super::spawn) resets both.
+/// not inherit the mask (nor ignored SIGPIPE): [`spawn`](crate::os::spawn) resets both.
 ///
 /// Register it with mio for [`Interest::READABLE`] and call [`read`](Self::read) when it
 /// is readable. Signals of one kind that arrive together are merged into one by the
@@ -48,7 +34,7 @@ impl Signals {
         // SAFETY: `set` is a valid sigset_t; the signal numbers are valid constants.
         unsafe {
             libc::sigemptyset(&mut set);
-            for signal in HANDLED {
+            for signal in Signal::HANDLED {
                 libc::sigaddset(&mut set, signal);
             }
         }
@@ -93,14 +79,12 @@ impl Signals {
             if usize::try_from(n) != Ok(size) {
                 return signals;
             }
-            let signal = match i32::try_from(info.ssi_signo) {
-                Ok(libc::SIGCHLD) => Signal::Child,
-                Ok(libc::SIGTERM) => Signal::Terminate,
-                Ok(libc::SIGINT) => Signal::Interrupt,
-                Ok(libc::SIGHUP) => Signal::Hangup,
-                _ => continue,
-            };
-            signals.push(signal);
+            if let Some(signal) = i32::try_from(info.ssi_signo)
+                .ok()
+                .and_then(Signal::from_raw)
+            {
+                signals.push(signal);
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
-//! A one-shot timer on the boot-time clock, as a pollable file descriptor.
+//! Linux: a one-shot timer on the boot-time clock, as a pollable file descriptor
+//! (`timerfd`), so that an idle server sleeps in the poller until its next deadline.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
 use pizauth_fsm::Instant;
 
@@ -79,6 +81,13 @@ impl BootTimer {
         }
         self.armed = Some(at);
         Ok(())
+    }
+
+    /// How long the poller may wait before the driver looks at the clocks again: never
+    /// bounded here, since the timerfd itself wakes the poller at the deadline, suspend
+    /// included.
+    pub fn poll_timeout(&self, _now: Instant) -> Option<Duration> {
+        None
     }
 
     /// Reads how many times the timer expired since the last read (0 or 1 for this
