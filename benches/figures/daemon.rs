@@ -219,6 +219,9 @@ pub fn request(socket: &Path, bytes: &[u8]) -> io::Result<serde_json::Value> {
 pub struct ProcSample {
     /// VmRSS, KiB.
     pub rss_kib: u64,
+    /// RssAnon, KiB: the process's own memory (heap, stacks, written data), not the
+    /// shared and reclaimable file-backed pages of the binary and libc.
+    pub anon_kib: u64,
     pub threads: u64,
     pub fds: u64,
     /// Time on CPU summed over its threads (`/proc/<pid>/task/*/schedstat`), ns.
@@ -230,10 +233,15 @@ pub struct ProcSample {
 impl ProcSample {
     pub fn read(pid: u32) -> ProcSample {
         let (rss_kib, threads) = rss_threads(pid);
+        let anon_kib = status_field(
+            &std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(),
+            "RssAnon:",
+        );
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
         let (cpu_ns, ctx_switches) = cpu_and_switches(pid);
         ProcSample {
             rss_kib,
+            anon_kib,
             threads,
             fds,
             cpu_ns,
