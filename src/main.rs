@@ -16,8 +16,9 @@
 
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
-// The entry point is the C `main` below, not Rust's runtime start-up: see `main`.
-#![cfg_attr(not(test), no_main)]
+// On Linux with glibc the entry point is the C `main` below, not Rust's runtime start-up:
+// see `main`.
+#![cfg_attr(all(not(test), target_os = "linux", target_env = "gnu"), no_main)]
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -43,17 +44,20 @@ pub enum Failure {
     Reported,
 }
 
-/// The process's entry point, called by the C runtime.
+/// The process's entry point on Linux with glibc, called by the C runtime.
 ///
 /// `pizauth show` runs as a password command many times a day, and Rust's own start-up
-/// (`fn main`) cost it more than its whole exchange with the server: it reads and parses
-/// `/proc/self/maps` to find the main thread's stack guard and maps an alternate signal
-/// stack, a dozen system calls and page faults. This entry point does only what pizauth
-/// relies on of that start-up ([`prepare_process`]); `std::env::args_os` still works, as
-/// the standard library takes the arguments from the C runtime itself on Linux.
-#[cfg(not(test))]
+/// (`fn main`) costs it a tenth of its time, measured side by side (docs/PERFORMANCE.md):
+/// it reads and parses `/proc/self/maps` to find the main thread's stack guard and maps an
+/// alternate signal stack, a dozen system calls and page faults. This entry point does
+/// only what pizauth relies on of that start-up ([`prepare_process`]);
+/// `std::env::args_os` still works, as the standard library takes the arguments from
+/// glibc itself (elsewhere, musl and the BSDs among them, it gets them only from Rust's
+/// start-up, so they keep it).
+#[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    restrict_process();
     prepare_process();
     let code = run();
     // Rust's runtime would flush stdout at exit; the C runtime does not know its buffer.
@@ -61,27 +65,35 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
     code
 }
 
-// Test builds get the test harness's `main`: keep the real one's callees in use there.
-#[cfg(test)]
-const _: (fn(), fn() -> libc::c_int) = (prepare_process, run);
+/// The process's entry point elsewhere: Rust's start-up, which does what
+/// [`prepare_process`] does on Linux.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn main() -> std::process::ExitCode {
+    restrict_process();
+    std::process::ExitCode::from(u8::try_from(run()).unwrap_or(1))
+}
 
-// Linux's unwinder for the standard library's panic support, linked in statically (as
-// `-static-libgcc` does) so that no start-up loads and relocates `libgcc_s.so` (panics
-// abort: nothing is ever unwound).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[link(name = "gcc_eh", kind = "static")]
-unsafe extern "C" {}
+// Test builds get the test harness's `main`: keep the real one's callees in use there.
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+const _: [fn(); 2] = [restrict_process, prepare_process];
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+const _: fn() -> libc::c_int = run;
+
+/// Restricts the process before it does anything else (OpenBSD's pledge; nothing
+/// elsewhere).
+fn restrict_process() {
+    if let Err(e) = pizauth_io::os::restrict_process() {
+        eprintln!("ERROR cannot restrict the process: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// What Rust's runtime start-up did that pizauth relies on: SIGPIPE ignored (a write to a
 /// closed pipe or socket fails with `EPIPE` instead of killing the process; children get
 /// the default back), and descriptors 0, 1 and 2 open (if one is closed, `/dev/null`
 /// takes its place, so that no socket or file opened later becomes stdout or stderr).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn prepare_process() {
-    // OpenBSD's pledge, before anything else (nothing elsewhere).
-    if let Err(e) = pizauth_io::os::restrict_process() {
-        eprintln!("ERROR cannot restrict the process: {e}");
-        std::process::exit(1);
-    }
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
         fd,
         events: 0,
