@@ -15,7 +15,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use pizauth_fsm::event::{HttpRequest, Input, RequestId, TransportError, TransportErrorKind};
-use pizauth_fsm::{Instant, Now, Secret};
+use pizauth_fsm::{Now, Secret};
 
 use super::stream::{ReadOutcome, Stream};
 use super::{Conn, Driver, FIRST_CONN};
@@ -57,7 +57,6 @@ pub struct Outgoing {
     addrs: Vec<SocketAddr>,
     /// Whether this connection served a request before the current one.
     reused: bool,
-    pub deadline: Option<Instant>,
 }
 
 enum Stage {
@@ -138,11 +137,14 @@ impl Driver {
     pub(super) fn cancel_http(&mut self, request: RequestId) {
         self.http_client.queue.retain(|(_, j)| j.request != request);
         if let Some(slot) = self.http_client.by_request.remove(&request) {
-            if let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) {
+            if let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) {
                 c.job = None;
             }
             self.close(slot);
         }
+        // The connection it held may serve the next request in the queue.
+        let now = self.now;
+        self.dispatch(now);
     }
 
     /// Gives queued requests connections while there are connections to give.
@@ -181,9 +183,8 @@ impl Driver {
             job: Some(job),
             addrs: Vec::new(),
             reused: false,
-            deadline: None,
         };
-        let slot = self.insert(Conn::Outgoing(conn));
+        let slot = self.conns.insert(Conn::Outgoing(conn));
         self.http_client.open += 1;
         self.http_client.by_request.insert(request, slot);
         match ip_literal(&origin.host, origin.port) {
@@ -204,7 +205,7 @@ impl Driver {
     }
 
     fn resolved_slot(&mut self, now: Now, slot: usize, result: Result<Vec<SocketAddr>, String>) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         match result {
@@ -227,7 +228,7 @@ impl Driver {
     /// Connects to the next address left, or fails with `last` if none is.
     fn connect_next(&mut self, now: Now, slot: usize, last: Option<io::Error>) {
         let _ = now;
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         if let Some(mut old) = c.stream.take() {
@@ -257,7 +258,7 @@ impl Driver {
     }
 
     pub(super) fn outgoing_event(&mut self, now: Now, slot: usize) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         match &c.stage {
@@ -300,7 +301,7 @@ impl Driver {
     /// TCP is up: start TLS if needed, then send the request.
     fn connected(&mut self, now: Now, slot: usize) {
         let tls_config = match self.conns.get(slot) {
-            Some(Some(Conn::Outgoing(c))) if c.origin.https => {
+            Some(Conn::Outgoing(c)) if c.origin.https => {
                 match self.http_client.tls.get_or_insert_with(tls::client_config) {
                     Ok(config) => Some(config.clone()),
                     Err(e) => {
@@ -311,7 +312,7 @@ impl Driver {
             }
             _ => None,
         };
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         if let Some(config) = tls_config {
@@ -335,13 +336,12 @@ impl Driver {
 
     /// Sends `job` on the connected connection in `slot`.
     fn start_on(&mut self, now: Now, slot: usize, job: Job) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         if matches!(c.stage, Stage::Idle) {
             c.reused = true;
         }
-        let old = c.deadline.take();
         self.http_client.by_request.insert(job.request, slot);
         let queued = match &mut c.stream {
             Some(s) => s.queue(job.bytes.expose()),
@@ -349,7 +349,7 @@ impl Driver {
         };
         c.job = Some(job);
         c.stage = Stage::Busy(Box::default());
-        self.set_deadline(slot, old, None);
+        self.set_deadline(slot, None);
         if let Err(e) = queued {
             return self.exchange_failed(now, slot, e);
         }
@@ -358,7 +358,7 @@ impl Driver {
 
     /// Writes what is pending and reads what has arrived.
     fn exchange(&mut self, now: Now, slot: usize) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         let Some(stream) = &mut c.stream else {
@@ -412,20 +412,16 @@ impl Driver {
                 if keep_alive {
                     c.stage = Stage::Idle;
                     let deadline = now.boot + IDLE_TIMEOUT;
-                    c.deadline = Some(deadline);
                     let origin = c.origin.clone();
-                    self.set_deadline(slot, None, Some(deadline));
+                    self.set_deadline(slot, Some(deadline));
                     self.http_client.idle.entry(origin).or_default().push(slot);
                 } else {
                     self.close(slot);
                 }
-                self.handle(
-                    now,
-                    Input::HttpResponded {
-                        request: job.request,
-                        response,
-                    },
-                );
+                self.handle(Input::HttpResponded {
+                    request: job.request,
+                    response,
+                });
                 self.dispatch(now);
             }
         }
@@ -434,7 +430,7 @@ impl Driver {
     /// Reading or writing failed. A reused connection that the server had closed before
     /// any of the response arrived gets the request once more on a fresh connection.
     fn exchange_failed(&mut self, now: Now, slot: usize, e: io::Error) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         let started = matches!(&c.stage, Stage::Busy(p) if p.has_started());
@@ -459,7 +455,7 @@ impl Driver {
     /// Fails the request on `slot` (if any) and closes it.
     fn fail_conn(&mut self, slot: usize, kind: TransportErrorKind, message: String) {
         let job = match self.conns.get_mut(slot) {
-            Some(Some(Conn::Outgoing(c))) => c.job.take(),
+            Some(Conn::Outgoing(c)) => c.job.take(),
             _ => None,
         };
         self.close(slot);
@@ -472,7 +468,7 @@ impl Driver {
 
     fn http_failed(&mut self, request: RequestId, kind: TransportErrorKind, message: String) {
         self.http_client.by_request.remove(&request);
-        self.push_input(Input::HttpFailed {
+        self.handle(Input::HttpFailed {
             request,
             error: TransportError { kind, message },
         });

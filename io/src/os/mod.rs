@@ -4,7 +4,9 @@
 //! - [`BootTimer`]: a `timerfd` on `CLOCK_BOOTTIME`, armed to the core's next deadline.
 //! - [`Signals`]: a `signalfd` for SIGCHLD, SIGTERM, SIGINT and SIGHUP.
 //! - [`spawn`] and [`Children`]: `$SHELL -c` commands, killed and reaped by id.
-//! - [`peer_uid`], [`getuid`]: who is on the other end of the control socket.
+//! - [`peer_uid`], [`getuid`], [`hung_up`]: who is on the other end of the control socket,
+//!   and whether they are still there.
+//! - [`connect_unix`], [`user_name`]: what the command-line client needs.
 //! - [`notify_ready`]: systemd's `READY=1`.
 //! - [`touch`]: keep the socket file fresh so runtime-directory cleaners spare it.
 //! - [`disable_core_dumps`]: tokens must never reach a core file.
@@ -51,6 +53,7 @@ use fd_source;
 mod process;
 mod signals;
 mod timer;
+mod unix;
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -67,6 +70,7 @@ use pizauth_fsm::{Instant, Now, WallTime};
 pub use process::{Children, Reaped, run_captured, spawn, spawn_capturing};
 pub use signals::{Signal, Signals};
 pub use timer::BootTimer;
+pub use unix::{connect_unix, user_name};
 
 /// The present on both clocks: `CLOCK_BOOTTIME` (which keeps counting during suspend)
 /// for deadlines and `CLOCK_REALTIME` for display, both in milliseconds.
@@ -150,6 +154,21 @@ pub fn peer_uid(socket: impl AsFd) -> io::Result<u32> {
         return Err(io::Error::other("short SO_PEERCRED answer"));
     }
     Ok(cred.uid)
+}
+
+/// Whether the peer of a connected stream socket has closed both directions (not just
+/// shut down its writing half, as a control client does once its request is sent): it
+/// will read no reply. Asked without waiting (`poll` with `POLLHUP`).
+pub fn hung_up(socket: impl AsFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: socket.as_fd().as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid, writable pollfd whose descriptor is open for the duration
+    // of the call (it is borrowed); a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Tells systemd the service is ready (`READY=1`), if it asked to be told: when
