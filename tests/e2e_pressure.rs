@@ -399,3 +399,48 @@ fn a_cancelled_request_hands_its_connection_to_the_next_in_the_queue() {
     // The hanging ones were tried too, not dropped: all 40 reached the provider.
     hanging.wait_connections(40);
 }
+
+/// Break 5: a token answer whose body ends with the connection (no length, not chunked)
+/// and whose TLS connection ends without `close_notify` may have been cut by anyone on
+/// the path: a transient I/O failure, the token kept, not a new token (or a failure that
+/// forces a new login).
+#[test]
+fn a_tls_answer_cut_without_close_notify_is_a_transient_failure() {
+    let ca = common::tls::TestCa::new("cut");
+    let auth = Provider::start();
+    let token = Provider::start_tls(ca.server_config.clone());
+    let mut sb = Sandbox::new("tls-cut");
+    let bundle = sb.path("ca.pem");
+    std::fs::write(&bundle, &ca.ca_pem).expect("write the CA");
+    sb.set_env("SSL_CERT_FILE", &bundle.display().to_string());
+    sb.write_config(&format!(
+        "account \"work\" {{\n    auth_uri = \"{}\";\n    token_uri = \"{}\";\n    \
+         client_id = \"client-work\";\n}}\n",
+        common::config_string(&auth.url("/authorize")),
+        common::config_string(&token.url("/token")),
+    ));
+    sb.start();
+    authorise(&sb, &token);
+    // The whole answer, as JSON goes, but the TLS stream ends without close_notify.
+    token.push([Reply::Raw(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n\
+          {\"access_token\":\"cut-short\",\"token_type\":\"Bearer\",\"expires_in\":3600}"
+            .to_vec(),
+    )]);
+    sb.run(&["refresh", "work"]).ok("");
+    token.wait_token_requests(2);
+    wait_for("the cut answer to be refused", WAIT, || {
+        (log_count(&sb, "without TLS close_notify") >= 1).then_some(())
+    });
+    sb.run(&["show", "work"]).ok("fake-access\n");
+    assert!(
+        sb.status_of("work")
+            .starts_with("work: Active access token (obtained "),
+        "{}",
+        sb.status_of("work")
+    );
+    // A whole answer (with its length) is taken as before.
+    token.push([Reply::token("fake-access-2", None, Some(3600))]);
+    sb.run(&["refresh", "work"]).ok("");
+    sb.wait_token("work", "fake-access-2");
+}

@@ -392,6 +392,21 @@ impl Driver {
                     progress = parser.eof();
                 }
             }
+            // A response whose end only the connection's end marks (no length, not
+            // chunked) is not known to be whole if TLS did not say `close_notify`.
+            Ok(ReadOutcome::Cut) if matches!(progress, Progress::NeedMore) => {
+                let reset = c.reused && !parser.has_started();
+                let e = if reset {
+                    io::ErrorKind::ConnectionReset.into()
+                } else {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the connection ended without TLS close_notify, so the response may be cut short",
+                    )
+                };
+                return self.exchange_failed(now, slot, e);
+            }
+            Ok(ReadOutcome::Cut) => (),
             Ok(ReadOutcome::TooLarge) => {
                 let message = format!("response larger than {} bytes", http1::MAX_BODY_BYTES);
                 return self.fail_conn(slot, TransportErrorKind::TooLarge, message);

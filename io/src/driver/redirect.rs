@@ -180,7 +180,7 @@ impl Driver {
                     let id = c.id;
                     self.answer_redirect(id, 431, "pizauth: request too large");
                 }
-                Ok(ReadOutcome::Closed) | Err(_) => self.close(slot),
+                Ok(ReadOutcome::Closed | ReadOutcome::Cut) | Err(_) => self.close(slot),
             },
         }
     }
