@@ -444,3 +444,47 @@ fn a_tls_answer_cut_without_close_notify_is_a_transient_failure() {
     sb.run(&["refresh", "work"]).ok("");
     sb.wait_token("work", "fake-access-2");
 }
+
+/// Break 7: a redirect whose `Host` names another host (a page of another site whose
+/// name was pointed at 127.0.0.1: DNS rebinding) gets a 4xx and changes nothing; the
+/// listener's own names with its port are served.
+#[test]
+fn a_redirect_for_another_host_is_refused_and_changes_nothing() {
+    let provider = Provider::start();
+    let mut sb = Sandbox::new("rebinding");
+    sb.write_config(&account("work", &provider, ""));
+    sb.start();
+    let port = sb.http_port();
+    let url = sb.auth_url("work");
+    let state = url::Url::parse(&url)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("a state");
+    let get = |host: &str| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let request = format!("GET /?state={state}&code=stolen HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        s.write_all(request.as_bytes()).expect("send");
+        String::from_utf8_lossy(&common::read_all(&mut s)).into_owned()
+    };
+    for host in [
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("localhost:{}", port.wrapping_add(1)),
+        "localhost".to_owned(),
+    ] {
+        let answer = get(&host);
+        assert!(answer.starts_with("HTTP/1.1 421 "), "{host}: {answer:?}");
+    }
+    // Nothing was exchanged, and the same request is still pending.
+    assert!(provider.token_requests().is_empty());
+    assert_eq!(sb.auth_url("work"), url);
+    // The listener's own names are served.
+    provider.push([Reply::token("fake-access", None, Some(3600))]);
+    let answer = get(&format!("127.0.0.1:{port}"));
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+    sb.wait_token("work", "fake-access");
+    assert_eq!(provider.token_requests()[0].field("code"), Some("stolen"));
+}
