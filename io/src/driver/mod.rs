@@ -13,7 +13,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::TcpListener as StdTcpListener;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
@@ -300,9 +299,7 @@ fn bind_control(path: &Path) -> Result<StdUnixListener, StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
         StartError::Other(format!("cannot set the mode of {}: {e}", path.display()))
     })?;
-    // SAFETY: plain integer arguments on a socket we own; calling listen again on a
-    // listening socket only changes its backlog.
-    unsafe { libc::listen(listener.as_raw_fd(), CONTROL_BACKLOG) };
+    os::set_backlog(&listener, CONTROL_BACKLOG);
     listener
         .set_nonblocking(true)
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -312,8 +309,7 @@ fn bind_control(path: &Path) -> Result<StdUnixListener, StartError> {
 fn bind_tcp(addr: &str, option: &str) -> Result<StdTcpListener, StartError> {
     let listener = StdTcpListener::bind(addr)
         .map_err(|e| StartError::Other(format!("cannot listen on {addr} ({option}): {e}")))?;
-    // SAFETY: plain integer arguments on a socket we own.
-    unsafe { libc::listen(listener.as_raw_fd(), REDIRECT_BACKLOG) };
+    os::set_backlog(&listener, REDIRECT_BACKLOG);
     listener
         .set_nonblocking(true)
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -506,7 +502,7 @@ impl Driver {
     }
 
     fn run(&mut self) -> io::Result<()> {
-        release_free_memory();
+        os::release_free_memory();
         self.log(Level::Info, "server started");
         self.now = os::now();
         self.handle(Input::Started);
@@ -552,7 +548,7 @@ impl Driver {
             self.handle_queued();
         }
         if std::mem::take(&mut self.followups.trim) {
-            release_free_memory();
+            os::release_free_memory();
         }
     }
 
@@ -847,16 +843,5 @@ struct SocketFile(PathBuf);
 impl Drop for SocketFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Gives the allocator's free pages back to the system. Parsing the config and building
-/// the server free far more memory than the loop then holds, and glibc keeps freed pages
-/// in the middle of its heap, where they count as the daemon's resident memory.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only hands free memory of the allocator back to the system.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -7,6 +7,8 @@
 //! - [`peer_uid`], [`getuid`], [`hung_up`]: who is on the other end of the control socket,
 //!   and whether they are still there.
 //! - [`connect_unix`], [`user_name`]: what the command-line client needs.
+//! - [`local_offset`], [`daemonise`], [`set_backlog`], [`release_free_memory`]: the
+//!   process itself (time zone, detaching, listen queues, the allocator).
 //! - [`notify_ready`]: systemd's `READY=1`.
 //! - [`touch`]: keep the socket file fresh so runtime-directory cleaners spare it.
 //! - [`disable_core_dumps`]: tokens must never reach a core file.
@@ -51,6 +53,7 @@ macro_rules! fd_source {
 use fd_source;
 
 mod process;
+mod process_state;
 mod signals;
 mod timer;
 mod unix;
@@ -68,6 +71,7 @@ use pizauth_fsm::config::MAX_CONFIG_BYTES;
 use pizauth_fsm::{Instant, Now, WallTime};
 
 pub use process::{Children, Reaped, run_captured, spawn, spawn_capturing};
+pub use process_state::{daemonise, local_offset, release_free_memory, set_backlog};
 pub use signals::{Signal, Signals};
 pub use timer::BootTimer;
 pub use unix::{connect_unix, user_name};
