@@ -31,6 +31,7 @@ use crate::tls::SelfSigned;
 
 mod control;
 mod outgoing;
+mod pool;
 mod redirect;
 mod slab;
 mod stream;
