@@ -7,8 +7,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -231,12 +230,38 @@ pub fn exchange_within(
             MAX_REQUEST_BYTES >> 20
         )));
     }
-    let mut stream = connect(socket, TIMEOUT).map_err(|e| match e.raw_os_error() {
-        Some(
-            libc::ENOENT | libc::ECONNREFUSED | libc::EAGAIN | libc::ETIMEDOUT | libc::EINPROGRESS,
-        ) => ExchangeError::NotRunning,
-        _ => ExchangeError::Failed(format!("cannot connect to {}: {e}", socket.display())),
-    })?;
+    let me = pizauth_io::os::getuid();
+    if let Some(dir) = socket.parent() {
+        check_runtime_dir(dir, me)?;
+    }
+    let mut stream =
+        pizauth_io::os::connect_unix(socket, TIMEOUT).map_err(|e| match e.raw_os_error() {
+            Some(
+                libc::ENOENT
+                | libc::ECONNREFUSED
+                | libc::EAGAIN
+                | libc::ETIMEDOUT
+                | libc::EINPROGRESS,
+            ) => ExchangeError::NotRunning,
+            _ => ExchangeError::Failed(format!("cannot connect to {}: {e}", socket.display())),
+        })?;
+    // Whoever listens there gets the request (a `restore` carries every token) and is
+    // believed (a `show` prints what it says): it must be this user's own server.
+    match pizauth_io::os::peer_uid(&stream) {
+        Ok(uid) if uid == me => (),
+        Ok(uid) => {
+            return Err(ExchangeError::Failed(format!(
+                "the server on {} runs as another user (uid {uid}): refusing to talk to it",
+                socket.display()
+            )));
+        }
+        Err(e) => {
+            return Err(ExchangeError::Failed(format!(
+                "cannot check who runs the server on {}: {e}",
+                socket.display()
+            )));
+        }
+    }
 
     // A server that closed early (say, refusing the request as too large) may still have
     // written a reply, so a failed write goes on to read.
@@ -254,6 +279,49 @@ pub fn exchange_within(
         (Err(e), _) | (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(_)) => Err(ExchangeError::NotRunning),
     }
+}
+
+/// Checks that the runtime directory `dir` is a directory of user `me` that nobody else
+/// can enter (the server makes it so; without `$XDG_RUNTIME_DIR` it lies under `/tmp`,
+/// where another user could have made it first). No directory: no server.
+fn check_runtime_dir(dir: &Path, me: u32) -> Result<(), ExchangeError> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ExchangeError::NotRunning),
+        Err(e) => {
+            return Err(ExchangeError::Failed(format!(
+                "cannot inspect the runtime directory {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    let refuse = |why: String| {
+        Err(ExchangeError::Failed(format!(
+            "runtime directory {} {why}: refusing to use it",
+            dir.display()
+        )))
+    };
+    let kind = meta.file_type();
+    if !kind.is_dir() {
+        let what = if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a directory"
+        };
+        return refuse(format!("is {what}"));
+    }
+    if meta.uid() != me {
+        return refuse(format!("belongs to another user (uid {})", meta.uid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return refuse(format!(
+            "can be entered by other users (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Writes all of `bytes` before `deadline`.
@@ -328,49 +396,4 @@ fn peer_failure(e: io::Error) -> ExchangeError {
 /// An I/O error that says something is wrong on this side.
 fn io_failure(e: io::Error) -> ExchangeError {
     ExchangeError::Failed(format!("cannot talk to the server: {e}"))
-}
-
-/// Connects to the Unix socket at `path`, waiting at most `timeout`.
-///
-/// `UnixStream::connect` can block forever when the server is stopped and its listen
-/// backlog is full. Linux applies a socket's send timeout to `connect` on Unix sockets
-/// (it then fails with `EAGAIN`), so the socket is made by hand and the timeout set first.
-fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: an all-zero `sockaddr_un` is valid (an empty path).
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    // One byte is kept for the terminating NUL.
-    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path too long for a Unix socket",
-        ));
-    }
-    addr.sun_family = libc::sa_family_t::try_from(libc::AF_UNIX).unwrap_or_default();
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: plain system call; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket that nothing else owns; the stream closes it.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    stream.set_write_timeout(Some(timeout))?;
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    let len = libc::socklen_t::try_from(len).unwrap_or(libc::socklen_t::MAX);
-    // SAFETY: `addr` is a valid `sockaddr_un` of at least `len` bytes.
-    let rc = unsafe {
-        libc::connect(
-            stream.as_raw_fd(),
-            (&raw const addr).cast::<libc::sockaddr>(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(stream)
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }

@@ -6,10 +6,9 @@
 //! the real values. Only the server creates directories ([`create_private_dir`]); a client
 //! that finds no directory concludes that no server is running.
 
-use std::ffi::{CStr, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -161,34 +160,12 @@ fn safe_parent(uid: u32, mode: u32, me: u32) -> bool {
 
 /// The real user id.
 pub fn current_uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
+    pizauth_io::os::getuid()
 }
 
 /// The name of the real user id in the password database, if it has one.
 fn user_name_of_uid() -> Option<OsString> {
-    let uid = current_uid();
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: an all-zero `passwd` is a valid value (null pointers, zero ids).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the length given; getpwuid_r writes strings
-        // only into `buf` and sets `result` to `&pwd` or null.
-        let rc =
-            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`, which
-        // is still alive here.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
-        return Some(OsStr::from_bytes(name.to_bytes()).to_owned()).filter(|n| !n.is_empty());
-    }
+    pizauth_io::os::user_name(current_uid())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What the client prints for `status` and `info`: pure functions of the server's reply
 //! (and, for times, of a UTC offset), so the exact text is tested without a server or a
-//! time zone. [`local_time`] is the one impure helper, reading the local zone with libc.
+//! time zone. [`local_time`] is the one impure helper, reading the local zone (through
+//! `pizauth_io::os::local_offset`).
 
 use pizauth_fsm::WallTime;
 use pizauth_fsm::protocol::{AccountStatus, TokenStatus};
@@ -40,31 +41,9 @@ pub fn local_time(t: WallTime) -> String {
     rfc2822(secs, local_offset(secs))
 }
 
-unsafe extern "C" {
-    /// POSIX `tzset` (the libc crate does not declare it for Unix targets).
-    fn tzset();
-}
-
 /// The local zone's offset from UTC, in seconds, at Unix time `secs`; 0 if unknown.
 fn local_offset(secs: i64) -> i32 {
-    static TZSET: std::sync::Once = std::sync::Once::new();
-    // SAFETY: tzset only reads the environment and sets libc's zone globals; `Once`
-    // keeps calls from racing with each other. POSIX only promises that localtime_r
-    // honours `$TZ` after tzset has been called.
-    TZSET.call_once(|| unsafe { tzset() });
-    // Clamped for targets with a 32-bit `time_t`; elsewhere the conversions are no-ops.
-    #[allow(clippy::useless_conversion)]
-    let range = (i64::from(libc::time_t::MIN), i64::from(libc::time_t::MAX));
-    let t = secs.clamp(range.0, range.1) as libc::time_t;
-    // SAFETY: an all-zero `tm` is valid (its zone pointer is null until filled in).
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; localtime_r is the reentrant form.
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if ok {
-        i32::try_from(tm.tm_gmtoff).unwrap_or(0)
-    } else {
-        0
-    }
+    pizauth_io::os::local_offset(secs)
 }
 
 /// The `status` line of one account, without its trailing newline: `name: text`.

@@ -6,9 +6,7 @@
 //! is still the terminal. Only then does the process fork into the background, before any
 //! thread or epoll instance exists (neither survives `fork`).
 
-use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::IntoRawFd;
 use std::path::Path;
 
 use pizauth_fsm::Config;
@@ -112,51 +110,9 @@ fn render_diagnostics(diagnostics: &Diagnostics) -> String {
     out
 }
 
-/// Detaches from the terminal: fork (the parent exits 0), start a new session, fork again
-/// (so the daemon, no longer a session leader, can never acquire a terminal), move to `/`
-/// and point stdin, stdout and stderr at `/dev/null`.
+/// Detaches from the terminal ([`pizauth_io::os::daemonise`]).
 fn daemonise() -> Result<(), Failure> {
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
-    fork_and_leave_parent()?;
-    // SAFETY: plain system call; the result is checked.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(os_failure("cannot start a new session"));
-    }
-    fork_and_leave_parent()?;
-    std::env::set_current_dir("/").map_err(|e| Failure::Error(format!("cannot move to /: {e}")))?;
-    let null = File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| Failure::Error(format!("cannot open /dev/null: {e}")))?
-        .into_raw_fd();
-    for fd in 0..=2 {
-        // SAFETY: both descriptors are open; dup2 replaces `fd` atomically.
-        if unsafe { libc::dup2(null, fd) } < 0 {
-            return Err(os_failure("cannot redirect standard streams to /dev/null"));
-        }
-    }
-    if null > 2 {
-        // SAFETY: `null` is ours (from into_raw_fd) and no longer needed.
-        unsafe { libc::close(null) };
-    }
-    Ok(())
-}
-
-/// Forks; the parent exits 0 at once and the child returns.
-fn fork_and_leave_parent() -> Result<(), Failure> {
-    // SAFETY: the process has a single thread here, so the child inherits a consistent
-    // state; the parent leaves with `_exit` so that nothing it owns (sockets, the
-    // `Prepared` server) is dropped or cleaned up on the child's behalf.
-    match unsafe { libc::fork() } {
-        -1 => Err(os_failure("cannot fork")),
-        0 => Ok(()),
-        _ => unsafe { libc::_exit(0) },
-    }
-}
-
-/// `what` followed by the last OS error.
-fn os_failure(what: &str) -> Failure {
-    Failure::Error(format!("{what}: {}", io::Error::last_os_error()))
+    pizauth_io::os::daemonise().map_err(Failure::Error)
 }

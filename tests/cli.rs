@@ -25,7 +25,7 @@ fn serve_once(sb: &Sandbox, reply: Reply) -> JoinHandle<String> {
 
 /// As [`serve_once`], with the reply's bytes given as they are.
 fn serve_raw(sb: &Sandbox, reply: Vec<u8>) -> JoinHandle<String> {
-    std::fs::create_dir_all(sb.runtime_dir()).unwrap();
+    sb.make_runtime_dir();
     let _ = std::fs::remove_file(sb.socket());
     let listener = UnixListener::bind(sb.socket()).unwrap();
     std::thread::spawn(move || {
@@ -110,7 +110,7 @@ fn clients_without_a_server_say_so_and_create_nothing() {
 #[test]
 fn a_stale_socket_means_not_running() {
     let sb = Sandbox::new("stale");
-    std::fs::create_dir_all(sb.runtime_dir()).unwrap();
+    sb.make_runtime_dir();
     drop(UnixListener::bind(sb.socket()).unwrap());
     assert!(sb.socket().exists());
     sb.run(&["show", "x"]).fails(NOT_RUNNING);
@@ -119,7 +119,7 @@ fn a_stale_socket_means_not_running() {
 #[test]
 fn a_server_that_never_answers_times_out() {
     let sb = Sandbox::new("silent");
-    std::fs::create_dir_all(sb.runtime_dir()).unwrap();
+    sb.make_runtime_dir();
     // Bound and listening, so connecting succeeds, but never accepted or answered.
     let _listener = UnixListener::bind(sb.socket()).unwrap();
     let start = Instant::now();

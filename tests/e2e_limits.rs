@@ -138,9 +138,9 @@ fn redirect(port: u16, bytes: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-/// A redirect request whose head is exactly `len` bytes.
-fn head_of(len: usize) -> Vec<u8> {
-    let start = "GET /?state=nothing HTTP/1.1\r\nHost: localhost\r\nX-Pad: ";
+/// A redirect request to the listener on `port` whose head is exactly `len` bytes.
+fn head_of(port: u16, len: usize) -> Vec<u8> {
+    let start = format!("GET /?state=nothing HTTP/1.1\r\nHost: localhost:{port}\r\nX-Pad: ");
     let mut head = start.as_bytes().to_vec();
     head.resize(len - 4, b'a');
     head.extend_from_slice(b"\r\n\r\n");
@@ -152,11 +152,11 @@ fn a_redirect_head_of_16_kib_is_read_and_one_byte_more_gets_431() {
     let provider = Provider::start();
     let sb = serving("redirect-bytes", &provider, "", "");
     let port = sb.http_port();
-    let (status, body) = redirect(port, &head_of(MAX_REDIRECT_HEAD));
+    let (status, body) = redirect(port, &head_of(port, MAX_REDIRECT_HEAD));
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("pizauth: no pending authorisation request matches"));
     assert_eq!(
-        redirect(port, &head_of(MAX_REDIRECT_HEAD + 1)),
+        redirect(port, &head_of(port, MAX_REDIRECT_HEAD + 1)),
         (431, "pizauth: request head too large".to_owned())
     );
     sb.run(&["show", "work"]).ok("fake-work\n");
@@ -226,7 +226,7 @@ fn the_129th_redirect_connection_evicts_the_oldest() {
     let mut answered = Vec::new();
     for _ in 0..200 {
         let mut s = connect();
-        s.write_all(&head_of(200)).expect("send");
+        s.write_all(&head_of(port, 200)).expect("send");
         let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).expect("an answer");
         assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
@@ -238,7 +238,7 @@ fn the_129th_redirect_connection_evicts_the_oldest() {
         "{open} redirect connections open"
     );
     // And one more request is still answered.
-    let (status, _) = redirect(port, &head_of(300));
+    let (status, _) = redirect(port, &head_of(port, 300));
     assert_eq!(status, 200);
     sb.run(&["show", "work"]).ok("fake-work\n");
 }
@@ -329,7 +329,8 @@ fn the_redirect_timeout_cuts_a_silent_connection_and_spares_a_slow_one() {
     // The browser's redirect, sent slowly but within the time.
     provider.push([Reply::token("fake-work-2", None, Some(3600))]);
     let mut slow = connect();
-    let request = format!("GET /?code=code-slow&state={state} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let request =
+        format!("GET /?code=code-slow&state={state} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
     slow.write_all(&request.as_bytes()[..20]).expect("send");
     std::thread::sleep(Duration::from_millis(600));
     slow.write_all(&request.as_bytes()[20..]).expect("send");

@@ -133,6 +133,12 @@ pub enum Input {
         /// What they sent.
         bytes: Secret<Vec<u8>>,
     },
+    /// A control client whose request the core has not answered yet went away (a
+    /// `show -w` client that hung up): nothing need be sent to it any more.
+    ClientGone {
+        /// Who left.
+        client: ClientId,
+    },
     /// A redirect listener received a request.
     RedirectReceived {
         /// The connection to answer on.

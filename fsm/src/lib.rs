@@ -26,6 +26,7 @@ pub mod dump;
 pub mod event;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod host;
 pub mod oauth;
 pub mod protocol;
 pub mod secret;

@@ -65,7 +65,7 @@ fn redirect_seeds() -> Seeds {
         (
             "exchange-a-http10",
             WHOLE,
-            format!("GET {a} HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+            format!("GET {a} HTTP/1.0\r\nHost: localhost:8765\r\n\r\n"),
         ),
         (
             "exchange-a-leading-blank-lines",

@@ -158,6 +158,15 @@ impl Sandbox {
         self.runtime_dir().join("pizauth.sock")
     }
 
+    /// Makes the runtime directory as the server would (private to this user), for a
+    /// test that plays the server itself.
+    pub fn make_runtime_dir(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.runtime_dir();
+        fs::create_dir_all(&dir).expect("create the runtime directory");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+
     /// Leaves `$XDG_RUNTIME_DIR` unset, with `$TMPDIR` the sandbox's `tmp` (which must
     /// then hold the runtime directory).
     pub fn use_tmpdir_runtime(&mut self) {
@@ -246,24 +255,50 @@ impl Sandbox {
         self.wait_ready();
     }
 
+    /// [`Sandbox::start`] with the server's limit on open files set to `max_fds`.
+    pub fn start_with_fd_limit(&mut self, max_fds: u64) {
+        use std::os::unix::process::CommandExt;
+        let mut command = self.server_command(Stdio::null());
+        // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: max_fds,
+                    rlim_max: max_fds,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        self.server = Some(command.spawn().expect("start the server"));
+        self.wait_ready();
+    }
+
     /// Starts the server in the foreground without waiting for it.
     pub fn spawn_server(&self) -> Child {
         self.spawn_server_with_stdin(Stdio::null())
     }
 
     fn spawn_server_with_stdin(&self, stdin: Stdio) -> Child {
+        self.server_command(stdin)
+            .spawn()
+            .expect("start the server")
+    }
+
+    fn server_command(&self, stdin: Stdio) -> Command {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("server.log"))
             .expect("open the server log");
         let config = self.config_path();
-        self.command(&["server", "-d", "-c", &config.display().to_string(), "-vvvv"])
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the server")
+        let mut command =
+            self.command(&["server", "-d", "-c", &config.display().to_string(), "-vvvv"]);
+        command.stdin(stdin).stdout(Stdio::null()).stderr(log);
+        command
     }
 
     /// Waits until `status` succeeds; fails at once if the server has exited.

@@ -80,7 +80,7 @@ pub fn standard_config() -> Config {
 }
 
 /// The statuses the core may answer a redirect with.
-const REDIRECT_STATUSES: [u16; 4] = [200, 400, 404, 405];
+const REDIRECT_STATUSES: [u16; 5] = [200, 400, 404, 405, 421];
 
 /// How the server answered a redirect.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -155,20 +155,28 @@ impl Server {
         &mut self,
         now: Now,
         conn: ConnId,
-        _scheme: Scheme,
+        scheme: Scheme,
         request: &RedirectRequest,
     ) {
-        let (status, body) = self.interpret_redirect(now, request);
+        let (status, body) = self.interpret_redirect(now, scheme, request);
         self.outputs
             .push_back(Output::AnswerRedirect { conn, status, body });
     }
 
-    fn interpret_redirect(&mut self, now: Now, request: &RedirectRequest) -> (u16, String) {
+    fn interpret_redirect(
+        &mut self,
+        now: Now,
+        scheme: Scheme,
+        request: &RedirectRequest,
+    ) -> (u16, String) {
         if request.method != "GET" {
             return (405, "pizauth: only GET is supported".into());
         }
-        if request.host.is_none() {
+        let Some(host) = &request.host else {
             return (400, "pizauth: request has no Host header".into());
+        };
+        if !self.names_a_listener(scheme, host) {
+            return (421, "pizauth: request for another host".into());
         }
         let Some((path, query)) = split_target(&request.target) else {
             return (400, "pizauth: malformed request target".into());
@@ -441,6 +449,28 @@ fn split_target(target: &str) -> Option<(&str, &str)> {
 }
 
 /// Whether a redirect's path and query carry the redirect URI's path and query pairs.
+impl Server {
+    /// Whether `host` (a redirect request's `Host`) names the listener of `scheme`: see
+    /// [`crate::host::host_allowed`]; its own names are its listen address and the hosts
+    /// of the accounts' redirect URIs.
+    fn names_a_listener(&self, scheme: Scheme, host: &str) -> bool {
+        let (port, listen) = match scheme {
+            Scheme::Http => (self.listeners.http_port, &self.globals.http_listen),
+            Scheme::Https => (self.listeners.https_port, &self.globals.https_listen),
+        };
+        let Some(port) = port else {
+            return false;
+        };
+        let listen = listen.as_deref().and_then(crate::host::listen_host);
+        let redirect_hosts = self
+            .accounts
+            .values()
+            .filter_map(|slot| slot.config.redirect_uri.host_str());
+        let own = listen.into_iter().chain(redirect_hosts);
+        crate::host::host_allowed(host, port, scheme == Scheme::Https, own)
+    }
+}
+
 fn redirect_matches(redirect_uri: &Url, path: &str, pairs: &[(String, String)]) -> bool {
     if path != redirect_uri.path() {
         return false;

@@ -203,6 +203,7 @@ impl Server {
             Input::ClientAsked { client, bytes } => {
                 self.client_asked(now, client, bytes.expose(), entropy)
             }
+            Input::ClientGone { client } => self.client_gone(client),
             Input::RedirectReceived {
                 conn,
                 scheme,

@@ -99,6 +99,15 @@ impl Server {
         self.reply(client, Reply::error(message));
     }
 
+    /// A client went away before its answer: forget it if it is waiting for a token.
+    pub(super) fn client_gone(&mut self, client: ClientId) {
+        self.timers.set(TimerKey::Waiter(client), None);
+        self.waiters.retain(|_, list| {
+            list.retain(|w| w.client != client);
+            !list.is_empty()
+        });
+    }
+
     /// Answers and forgets every waiter of account `id` with `why`.
     pub(super) fn drop_waiters(&mut self, id: AccountId, why: &str) {
         for w in self.waiters.remove(&id).unwrap_or_default() {

@@ -5,10 +5,10 @@ use std::io::{self, Read, Write};
 
 use mio::net::UnixStream;
 use mio::{Interest, Token};
+use pizauth_fsm::Now;
 use pizauth_fsm::Secret;
 use pizauth_fsm::event::{ClientId, Input, Level};
 use pizauth_fsm::protocol::{MAX_REQUEST_BYTES, Reply};
-use pizauth_fsm::{Instant, Now};
 
 use super::{Conn, Driver, FIRST_CONN};
 use crate::os;
@@ -30,7 +30,6 @@ pub struct ControlConn {
     /// The encoded reply not yet written.
     reply: Secret<Vec<u8>>,
     stage: Stage,
-    pub deadline: Option<Instant>,
     /// The request or the reply was large (a restore or a dump): once the connection is
     /// closed, the memory they took is given back to the system.
     pub large: bool,
@@ -59,12 +58,8 @@ impl Driver {
             let (stream, _) = match self.control.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: stop for now, the next event retries.
-                    self.log(Level::Warn, &format!("cannot accept a control client: {e}"));
-                    return;
-                }
+                Err(e) if super::lost_one(&e) => continue,
+                Err(e) => return self.accept_failed("a control client", &e),
             };
             match os::peer_uid(&stream) {
                 Ok(uid) if uid == os::getuid() => (),
@@ -82,21 +77,21 @@ impl Driver {
             }
             let id = self.fresh_id();
             let deadline = now.boot + self.timeouts.control;
-            let slot = self.insert(Conn::Control(ControlConn {
+            let slot = self.conns.insert(Conn::Control(ControlConn {
                 id,
                 stream,
                 request: Secret::new(Vec::new()),
                 reply: Secret::new(Vec::new()),
                 stage: Stage::Reading,
-                deadline: Some(deadline),
                 large: false,
                 registered: false,
             }));
             self.ids.insert(id, slot);
-            self.set_deadline(slot, None, Some(deadline));
+            self.set_deadline(slot, Some(deadline));
             // The request is usually all there already: answer it at once, and watch
             // the connection only if it is still open afterwards.
             self.control_event(now, slot);
+            self.handle_queued();
             self.watch_control(slot, id);
         }
     }
@@ -105,7 +100,7 @@ impl Driver {
     /// and not registered yet. Registering reports readiness that is already there, so
     /// nothing that happened since the last read or write is missed.
     fn watch_control(&mut self, slot: usize, id: u64) {
-        let Some(Some(Conn::Control(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Control(c)) = self.conns.get_mut(slot) else {
             return;
         };
         if c.id != id || c.registered {
@@ -126,8 +121,8 @@ impl Driver {
         }
     }
 
-    pub(super) fn control_event(&mut self, now: Now, slot: usize) {
-        let Some(Some(Conn::Control(c))) = self.conns.get_mut(slot) else {
+    pub(super) fn control_event(&mut self, _now: Now, slot: usize) {
+        let Some(Conn::Control(c)) = self.conns.get_mut(slot) else {
             return;
         };
         match c.stage {
@@ -136,6 +131,16 @@ impl Driver {
                 // Connected and closed without a word: a liveness probe (a second
                 // `pizauth server` checking for this one). Nothing to answer.
                 Ok(true) if c.request.expose().is_empty() => self.close(slot),
+                // The client gave up (its wait ended while the server was stopped, say)
+                // and closed the socket: nobody will read the answer, and nobody expects
+                // the request to be carried out any more.
+                Ok(true) if os::hung_up(&c.stream) => {
+                    self.log(
+                        Level::Info,
+                        "a control client left before its request was read: not carried out",
+                    );
+                    self.close(slot);
+                }
                 Ok(true) => {
                     // The core answers every request (`show -w` waits on the core's own
                     // deadline), so the read deadline no longer applies.
@@ -143,9 +148,8 @@ impl Driver {
                     let bytes = std::mem::take(&mut c.request);
                     c.large |= bytes.expose().len() > LARGE;
                     let client = ClientId(c.id);
-                    let old = c.deadline.take();
-                    self.set_deadline(slot, old, None);
-                    self.handle(now, Input::ClientAsked { client, bytes });
+                    self.set_deadline(slot, None);
+                    self.handle(Input::ClientAsked { client, bytes });
                 }
                 Err(reply) => {
                     c.stage = Stage::Waiting;
@@ -153,6 +157,13 @@ impl Driver {
                     self.reply(id, &reply);
                 }
             },
+            // A client waiting for the core (`show -w`) that hangs up frees its slot at
+            // once, and the core forgets it.
+            Stage::Waiting if os::hung_up(&c.stream) => {
+                let client = ClientId(c.id);
+                self.close(slot);
+                self.handle(Input::ClientGone { client });
+            }
             Stage::Waiting => (),
             Stage::Writing => self.flush_control(slot),
         }
@@ -163,21 +174,19 @@ impl Driver {
         let Some(&slot) = self.ids.get(&id) else {
             return;
         };
-        let Some(Some(Conn::Control(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Control(c)) = self.conns.get_mut(slot) else {
             return;
         };
         c.reply = Secret::new(reply.encode());
         c.large |= c.reply.expose().len() > LARGE;
         c.stage = Stage::Writing;
-        let old = c.deadline.take();
-        let new = self.now.boot + self.timeouts.control;
-        c.deadline = Some(new);
-        self.set_deadline(slot, old, Some(new));
+        let deadline = self.now.boot + self.timeouts.control;
+        self.set_deadline(slot, Some(deadline));
         self.flush_control(slot);
     }
 
     fn flush_control(&mut self, slot: usize) {
-        let Some(Some(Conn::Control(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Control(c)) = self.conns.get_mut(slot) else {
             return;
         };
         let mut written = 0;
@@ -205,7 +214,7 @@ impl Driver {
 
     /// How many connections satisfy `f`.
     pub(super) fn count(&self, f: impl Fn(&Conn) -> bool) -> usize {
-        self.conns.iter().flatten().filter(|c| f(c)).count()
+        self.conns.iter().filter(|(_, c)| f(c)).count()
     }
 }
 

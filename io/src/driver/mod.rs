@@ -1,15 +1,18 @@
 //! The event loop: one thread, one `mio::Poll`, driving the core.
 //!
-//! Each turn: read both clocks; turn readiness events into [`Input`]s; hand each to
-//! [`Server::handle`]; perform every [`Output`]; arm the boot-time timer to the earliest
-//! deadline (the core's, or one of the driver's own connection deadlines). Nothing
-//! wakes the loop periodically: an idle server sleeps in `epoll_wait` until a client,
-//! a signal, or a deadline needs it (the socket touch every 6 hours aside).
+//! Each turn: read both clocks; turn readiness events into [`Input`]s, queued; hand each
+//! to [`Server::handle`] and perform every [`Output`] (an output that produces an input
+//! only queues it); then do the follow-up work the turn found (accept again once a
+//! connection closed at a cap or after running out of descriptors, give freed memory
+//! back); arm the boot-time timer to the earliest deadline (the core's, or one of the
+//! driver's own, all in one keyed queue: [`timers::Timers`]). Nothing calls back into
+//! itself: performing an output never accepts, reads or handles anything. Nothing wakes
+//! the loop periodically: an idle server sleeps in `epoll_wait` until a client, a
+//! signal, or a deadline needs it (the socket touch every 6 hours aside).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::TcpListener as StdTcpListener;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
@@ -28,12 +31,33 @@ use crate::tls::SelfSigned;
 
 mod control;
 mod outgoing;
+mod pool;
 mod redirect;
+mod slab;
 mod stream;
+mod timers;
 
 use control::ControlConn;
 use outgoing::Outgoing;
 use redirect::RedirectConn;
+use slab::Slab;
+use timers::Timers;
+
+/// How long after running out of file descriptors the listeners are tried again, if no
+/// connection of ours closed in the meantime (descriptors freed by a command or by the
+/// resolver wake nothing up).
+const ACCEPT_RETRY: Duration = Duration::from_millis(200);
+
+/// What a driver deadline is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Deadline {
+    /// Touch the socket file.
+    Touch,
+    /// Try the listeners again after running out of descriptors.
+    Accept,
+    /// The connection with this key has had its time.
+    Conn(usize),
+}
 
 /// Where log lines go: stderr with `server -d`, syslog when daemonised.
 pub trait Log {
@@ -224,17 +248,46 @@ fn tunables_from_env() -> (Tunables, Timeouts) {
 
 /// Binds the control socket: refuses if a live server answers on it, replaces a stale
 /// socket file, and leaves the socket mode 0600.
+///
+/// Anything but a socket at the path (a symbolic link, dangling or not, a file, a
+/// directory) is left alone and named in the error.
 fn bind_control(path: &Path) -> Result<StdUnixListener, StartError> {
-    if path.exists() {
-        if StdUnixStream::connect(path).is_ok() {
-            return Err(StartError::AlreadyRunning);
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if StdUnixStream::connect(path).is_ok() {
+                return Err(StartError::AlreadyRunning);
+            }
+            std::fs::remove_file(path).map_err(|e| {
+                StartError::Other(format!(
+                    "cannot remove stale socket {}: {e}",
+                    path.display()
+                ))
+            })?;
         }
-        std::fs::remove_file(path).map_err(|e| {
-            StartError::Other(format!(
-                "cannot remove stale socket {}: {e}",
+        Ok(meta) => {
+            let kind = meta.file_type();
+            let what = if kind.is_symlink() {
+                match std::fs::read_link(path) {
+                    Ok(to) if path.exists() => {
+                        format!("a symbolic link to {}", to.display())
+                    }
+                    Ok(to) => format!("a dangling symbolic link to {}", to.display()),
+                    Err(_) => "a symbolic link".to_owned(),
+                }
+            } else if kind.is_dir() {
+                "a directory".to_owned()
+            } else if kind.is_file() {
+                "a regular file".to_owned()
+            } else {
+                "something other than a socket".to_owned()
+            };
+            return Err(StartError::Other(format!(
+                "{} is {what}, not a socket: remove it to start the server",
                 path.display()
-            ))
-        })?;
+            )));
+        }
+        Err(_) => (),
     }
     let listener = StdUnixListener::bind(path).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
@@ -247,9 +300,7 @@ fn bind_control(path: &Path) -> Result<StdUnixListener, StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
         StartError::Other(format!("cannot set the mode of {}: {e}", path.display()))
     })?;
-    // SAFETY: plain integer arguments on a socket we own; calling listen again on a
-    // listening socket only changes its backlog.
-    unsafe { libc::listen(listener.as_raw_fd(), CONTROL_BACKLOG) };
+    os::set_backlog(&listener, CONTROL_BACKLOG);
     listener
         .set_nonblocking(true)
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -259,8 +310,7 @@ fn bind_control(path: &Path) -> Result<StdUnixListener, StartError> {
 fn bind_tcp(addr: &str, option: &str) -> Result<StdTcpListener, StartError> {
     let listener = StdTcpListener::bind(addr)
         .map_err(|e| StartError::Other(format!("cannot listen on {addr} ({option}): {e}")))?;
-    // SAFETY: plain integer arguments on a socket we own.
-    unsafe { libc::listen(listener.as_raw_fd(), REDIRECT_BACKLOG) };
+    os::set_backlog(&listener, REDIRECT_BACKLOG);
     listener
         .set_nonblocking(true)
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -344,32 +394,43 @@ struct Driver {
     timer: BootTimer,
     resolver: Resolver,
     children: os::Children,
-    /// Connections by slot; `None` is a free slot.
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    /// The driver's own deadlines (connection timeouts), by slot.
-    deadlines: BTreeSet<(Instant, usize)>,
+    /// Connections by slot (the key in the slab, also their poller token).
+    conns: Slab<Conn>,
+    /// The driver's own deadlines: connection timeouts, the accept retry, the touch.
+    timers: Timers<Deadline>,
     /// Control clients and redirect connections by the id the core knows them by.
     ids: HashMap<u64, usize>,
     next_id: u64,
     /// Outgoing HTTP: requests waiting for a connection, and connections by request.
     http_client: outgoing::Client,
-    /// Inputs produced while performing outputs, handled before the loop sleeps.
+    /// Inputs for the core, handled in order by [`Driver::handle_queued`].
     inputs: VecDeque<Input>,
     /// The control listener stopped accepting at its connection cap (redirect listeners
     /// evict their oldest connection instead).
     control_paused: bool,
-    touch_at: Instant,
+    /// An `accept` failed for want of descriptors (logged once); the listeners are tried
+    /// again when a connection closes or at the [`Deadline::Accept`] retry.
+    out_of_descriptors: bool,
+    /// `accept`s that failed for want of descriptors, ever.
+    exhausted_accepts: u64,
     exiting: bool,
     /// The time of the current loop turn.
     now: Now,
     /// Per-connection time limits.
     timeouts: Timeouts,
-    /// Inputs are being handled: a nested `handle` only queues.
-    draining: bool,
+    /// Work found during the turn, done at its end.
+    followups: Followups,
+}
+
+/// Work found while handling events and performing outputs, done at the end of the
+/// turn, so that nothing in the middle of closing or answering accepts or reads again.
+#[derive(Default)]
+struct Followups {
+    /// Try every listener again (a connection closed while a listener was paused).
+    accept: bool,
     /// Much memory was freed (a reload, a large request or reply): give it back to the
     /// system once the loop has finished with what it is doing.
-    trim_pending: bool,
+    trim: bool,
 }
 
 impl Driver {
@@ -418,21 +479,23 @@ impl Driver {
             timer,
             resolver: Resolver::new(waker),
             children: os::Children::new(),
-            conns: Vec::new(),
-            free: Vec::new(),
-            deadlines: BTreeSet::new(),
+            conns: Slab::default(),
+            timers: Timers::default(),
             ids: HashMap::new(),
             next_id: 1,
             http_client: outgoing::Client::default(),
             inputs: VecDeque::new(),
             control_paused: false,
-            touch_at: now.boot + p.timeouts.touch,
+            out_of_descriptors: false,
+            exhausted_accepts: 0,
             exiting: false,
             now,
             timeouts: p.timeouts,
-            draining: false,
-            trim_pending: false,
+            followups: Followups::default(),
         };
+        driver
+            .timers
+            .set(Deadline::Touch, Some(now.boot + p.timeouts.touch));
         if let Err(e) = core_dumps {
             driver.log(Level::Warn, &format!("cannot disable core dumps: {e}"));
         }
@@ -442,7 +505,9 @@ impl Driver {
     fn run(&mut self) -> io::Result<()> {
         os::release_free_memory();
         self.log(Level::Info, "server started");
-        self.handle(os::now(), Input::Started);
+        self.now = os::now();
+        self.handle(Input::Started);
+        self.handle_queued();
         if let Err(e) = os::notify_ready() {
             self.log(Level::Warn, &format!("cannot notify systemd: {e}"));
         }
@@ -460,48 +525,54 @@ impl Driver {
             self.now = now;
             for event in events.iter() {
                 self.event(now, event.token());
+                self.handle_queued();
                 if self.exiting {
                     break;
                 }
             }
             self.expire(now);
-            if now.boot >= self.touch_at {
-                let _ = os::touch(&self.socket_file.0);
-                self.touch_at = now.boot + self.timeouts.touch;
-            }
             if self.server.poll_timeout().is_some_and(|t| t <= now.boot) {
-                self.handle(now, Input::Tick);
+                self.handle(Input::Tick);
             }
-            if std::mem::take(&mut self.trim_pending) {
-                os::release_free_memory();
-            }
+            self.handle_queued();
+            self.follow_up(now);
         }
         Ok(())
     }
 
+    /// The end of a turn: the work found during it.
+    fn follow_up(&mut self, now: Now) {
+        // Accepting can close connections (a client that sent nothing) and so ask for
+        // another round; each round accepts until the listeners are empty or paused
+        // again, so this ends.
+        while std::mem::take(&mut self.followups.accept) && !self.exiting {
+            self.resume_accepting(now);
+            self.handle_queued();
+        }
+        if std::mem::take(&mut self.followups.trim) {
+            os::release_free_memory();
+        }
+    }
+
     fn arm_timer(&mut self) -> io::Result<()> {
-        let driver = self.deadlines.first().map(|(t, _)| *t);
-        let next = [self.server.poll_timeout(), driver, Some(self.touch_at)]
+        let next = [self.server.poll_timeout(), self.timers.next()]
             .into_iter()
             .flatten()
             .min();
         self.timer.arm(next)
     }
 
-    /// Handles `input` and every input its outputs produce, performing all outputs.
-    /// Called while inputs are already being handled, it only queues `input`.
-    fn handle(&mut self, now: Now, input: Input) {
-        self.now = now;
-        self.push_input(input);
+    /// Queues `input` for the core; [`Driver::handle_queued`] hands it over.
+    fn handle(&mut self, input: Input) {
+        self.inputs.push_back(input);
     }
 
-    /// Queues an input and, unless already doing so, handles the queue.
-    fn push_input(&mut self, input: Input) {
-        self.inputs.push_back(input);
-        if self.draining {
-            return;
-        }
-        self.draining = true;
+    /// Hands every queued input to the core, in order, and performs every output. An
+    /// output that produces an input (a command that cannot start, a request that fails
+    /// at once) only queues it, to be handled in this same loop. Called only at the top
+    /// of the driver (after an event, after accepting a connection, at the end of a
+    /// turn), never while performing an output.
+    fn handle_queued(&mut self) {
         let now = self.now;
         while let Some(input) = self.inputs.pop_front() {
             self.server.handle(now, input, &mut OsEntropy);
@@ -509,7 +580,6 @@ impl Driver {
                 self.perform(now, output);
             }
         }
-        self.draining = false;
     }
 
     fn perform(&mut self, now: Now, output: Output) {
@@ -528,7 +598,7 @@ impl Driver {
             } => {
                 if let Err(e) = self.children.spawn(child, &command, &env, capture) {
                     self.log(Level::Error, &format!("cannot run a command: {e}"));
-                    self.push_input(Input::ChildExited {
+                    self.handle(Input::ChildExited {
                         child,
                         status: ExitStatus::FailedToStart,
                         stdout: None,
@@ -543,16 +613,16 @@ impl Driver {
             Output::MakeCertificate => {
                 if let Some((_, fingerprint)) = &self.certificate {
                     let fingerprint = Ok(fingerprint.clone());
-                    self.push_input(Input::CertificateMade { fingerprint });
+                    self.handle(Input::CertificateMade { fingerprint });
                 } else {
                     let _ = self.certificate(true);
                 }
             }
             Output::ReadConfig => {
                 let result = os::read_config(&self.config_path, true);
-                self.push_input(Input::ConfigRead { result });
+                self.handle(Input::ConfigRead { result });
                 // Only queued here: the old config is freed once the core has handled it.
-                self.trim_pending = true;
+                self.followups.trim = true;
             }
             Output::Log { level, message } => self.log(level, &message),
             Output::Exit => self.exiting = true,
@@ -569,20 +639,15 @@ impl Driver {
                     match signal {
                         Signal::Child => {
                             for (child, status, stdout) in self.children.reap() {
-                                self.handle(
-                                    now,
-                                    Input::ChildExited {
-                                        child,
-                                        status,
-                                        stdout,
-                                    },
-                                );
+                                self.handle(Input::ChildExited {
+                                    child,
+                                    status,
+                                    stdout,
+                                });
                             }
                         }
-                        Signal::Terminate | Signal::Interrupt => {
-                            self.handle(now, Input::ShutdownAsked)
-                        }
-                        Signal::Hangup => self.handle(now, Input::ReloadAsked),
+                        Signal::Terminate | Signal::Interrupt => self.handle(Input::ShutdownAsked),
+                        Signal::Hangup => self.handle(Input::ReloadAsked),
                     }
                 }
             }
@@ -601,93 +666,121 @@ impl Driver {
 
     fn conn_event(&mut self, now: Now, slot: usize) {
         match self.conns.get(slot) {
-            Some(Some(Conn::Control(_))) => self.control_event(now, slot),
-            Some(Some(Conn::Redirect(_))) => self.redirect_event(now, slot),
-            Some(Some(Conn::Outgoing(_))) => self.outgoing_event(now, slot),
-            _ => (),
+            Some(Conn::Control(_)) => self.control_event(now, slot),
+            Some(Conn::Redirect(_)) => self.redirect_event(now, slot),
+            Some(Conn::Outgoing(_)) => self.outgoing_event(now, slot),
+            None => (),
         }
     }
 
-    /// Closes connections whose deadline has passed.
+    /// Does what the driver's deadlines that have passed call for.
     fn expire(&mut self, now: Now) {
-        while let Some(&(at, slot)) = self.deadlines.first() {
-            if at > now.boot {
-                return;
+        while let Some(key) = self.timers.pop_due(now.boot) {
+            match key {
+                Deadline::Touch => {
+                    let _ = os::touch(&self.socket_file.0);
+                    let next = now.boot + self.timeouts.touch;
+                    self.timers.set(Deadline::Touch, Some(next));
+                }
+                Deadline::Accept => self.followups.accept = true,
+                Deadline::Conn(slot) => self.timed_out(now, slot),
             }
-            self.deadlines.remove(&(at, slot));
-            self.timed_out(now, slot);
         }
     }
 
     fn timed_out(&mut self, now: Now, slot: usize) {
         match self.conns.get(slot) {
-            Some(Some(Conn::Control(_))) => self.close(slot),
-            Some(Some(Conn::Redirect(_))) => self.redirect_timed_out(slot),
-            Some(Some(Conn::Outgoing(_))) => self.outgoing_timed_out(now, slot),
-            _ => (),
+            Some(Conn::Control(_)) => self.close(slot),
+            Some(Conn::Redirect(_)) => self.redirect_timed_out(slot),
+            Some(Conn::Outgoing(_)) => self.outgoing_timed_out(now, slot),
+            None => (),
         }
     }
 
-    /// Stores a connection in a free slot and returns the slot.
-    fn insert(&mut self, conn: Conn) -> usize {
-        match self.free.pop() {
-            Some(slot) => {
-                self.conns[slot] = Some(conn);
-                slot
-            }
-            None => {
-                self.conns.push(Some(conn));
-                self.conns.len() - 1
-            }
-        }
-    }
-
-    /// Sets (or clears) the driver's deadline for `slot`, replacing the old one.
-    fn set_deadline(&mut self, slot: usize, old: Option<Instant>, new: Option<Instant>) {
-        if let Some(old) = old {
-            self.deadlines.remove(&(old, slot));
-        }
-        if let Some(new) = new {
-            self.deadlines.insert((new, slot));
-        }
+    /// Sets (or clears) the deadline of the connection in `slot`.
+    fn set_deadline(&mut self, slot: usize, at: Option<Instant>) {
+        self.timers.set(Deadline::Conn(slot), at);
     }
 
     /// Closes and forgets the connection in `slot`.
     fn close(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+        let Some(conn) = self.conns.remove(slot) else {
             return;
         };
-        self.free.push(slot);
         let registry = self.poll.registry();
-        let (deadline, control) = match conn {
+        match conn {
             Conn::Control(mut c) => {
                 if c.registered {
                     let _ = registry.deregister(&mut c.stream);
                 }
                 self.ids.remove(&c.id);
-                self.trim_pending |= c.large;
-                (c.deadline, true)
+                self.followups.trim |= c.large;
             }
             Conn::Redirect(mut c) => {
                 c.stream.close();
                 let _ = registry.deregister(&mut c.stream.tcp);
                 self.ids.remove(&c.id);
-                (c.deadline, false)
             }
             Conn::Outgoing(mut c) => {
                 if let Some(s) = &mut c.stream {
                     let _ = registry.deregister(&mut s.tcp);
                 }
                 self.http_client.forget(slot, &c);
-                (c.deadline, false)
             }
-        };
-        self.set_deadline(slot, deadline, None);
-        // The control listener, paused at its cap, may accept again.
-        if control && self.control_paused {
-            self.control_paused = false;
-            let now = self.now;
-            self.accept_control(now);
+        }
+        self.set_deadline(slot, None);
+        // A descriptor and a slot are free: a paused listener may accept again, at the
+        // end of the turn.
+        if self.control_paused || self.out_of_descriptors {
+            self.followups.accept = true;
+        }
+    }
+
+    /// Accepts again on every listener, after a pause at the control cap or for want of
+    /// descriptors. Says so once the want of descriptors is over.
+    fn resume_accepting(&mut self, now: Now) {
+        let failures = self.exhausted_accepts;
+        self.control_paused = false;
+        self.timers.set(Deadline::Accept, None);
+        self.accept_control(now);
+        self.accept_redirect(now, false);
+        self.accept_redirect(now, true);
+        if self.out_of_descriptors && self.exhausted_accepts == failures {
+            self.out_of_descriptors = false;
+            self.log(
+                Level::Warn,
+                "file descriptors are available again: accepting connections",
+            );
+        }
+    }
+
+    /// An `accept` failed with `e` (not `WouldBlock`, not `EINTR`, not a connection
+    /// that was gone before it was accepted). Out of descriptors (or kernel memory):
+    /// stop accepting until a connection of ours closes or [`ACCEPT_RETRY`] has passed,
+    /// logging it once (the edge-triggered listener would never report the waiting
+    /// connections again). Anything else is logged, and the next event tries again.
+    fn accept_failed(&mut self, what: &str, e: &io::Error) {
+        let exhausted = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if !exhausted {
+            self.log(Level::Warn, &format!("cannot accept {what}: {e}"));
+            return;
+        }
+        self.exhausted_accepts += 1;
+        if !self.out_of_descriptors {
+            self.out_of_descriptors = true;
+            self.log(
+                Level::Warn,
+                &format!(
+                    "cannot accept {what}: {e}; new connections wait until descriptors are freed"
+                ),
+            );
+        }
+        if self.timers.get(Deadline::Accept).is_none() {
+            let retry = self.now.boot + ACCEPT_RETRY;
+            self.timers.set(Deadline::Accept, Some(retry));
         }
     }
 
@@ -702,6 +795,17 @@ impl Driver {
             self.log.log(level, message);
         }
     }
+}
+
+/// Whether a failed `accept` only lost the one connection (it was reset or aborted
+/// before it was accepted), so that the next one may be accepted at once.
+fn lost_one(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) || e.raw_os_error() == Some(libc::EPROTO)
 }
 
 impl Driver {
@@ -728,7 +832,7 @@ impl Driver {
             self.certificate = Some((c.config.clone(), c.fingerprint));
             c.config
         });
-        self.push_input(Input::CertificateMade { fingerprint });
+        self.handle(Input::CertificateMade { fingerprint });
         config
     }
 }

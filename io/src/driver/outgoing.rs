@@ -1,12 +1,15 @@
 //! The token-endpoint client: HTTP/1.1 over non-blocking TCP, with rustls for `https`.
 //!
-//! Requests wait in a FIFO queue for a connection; at most [`MAX_OUTGOING`] connections
-//! are open at once (a storm of 1,000 refreshes queues instead of opening 1,000 sockets),
-//! and a kept-alive connection is reused for the next request to the same origin. Host
-//! names are resolved by the resolver thread. The whole-exchange timeout belongs to the
-//! core, which cancels a request it has given up on.
+//! Which request goes on which connection, and when, is decided by the pool
+//! ([`pool::Pool`], a state machine without I/O): requests wait in a FIFO queue; at most
+//! [`MAX_OUTGOING`] connections are open at once (a storm of 1,000 refreshes queues
+//! instead of opening 1,000 sockets); a kept-alive connection is reused for the next
+//! request to the same origin. This file carries out the pool's orders on sockets and
+//! reports back what the sockets did. Host names are resolved by the resolver thread.
+//! The whole-exchange timeout belongs to the core, which cancels a request it has given
+//! up on.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,8 +18,9 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use pizauth_fsm::event::{HttpRequest, Input, RequestId, TransportError, TransportErrorKind};
-use pizauth_fsm::{Instant, Now, Secret};
+use pizauth_fsm::{Now, Secret};
 
+use super::pool::{ConnKey, Order, Origin, Pool};
 use super::stream::{ReadOutcome, Stream};
 use super::{Conn, Driver, FIRST_CONN};
 use crate::http1::{self, Progress, ResponseParser};
@@ -30,72 +34,59 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of response read at most (head and body, framing included).
 const MAX_RESPONSE_READ: usize = http1::MAX_BODY_BYTES + http1::MAX_HEAD_BYTES + 64 * 1024;
 
-/// Where a request goes: connections are reused only for the same origin.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Origin {
-    https: bool,
-    host: String,
-    port: u16,
-}
-
-/// A request and its encoded bytes (which hold secrets).
-struct Job {
-    request: RequestId,
-    bytes: Secret<Vec<u8>>,
-    /// Already retried once after a kept-alive connection turned out to be closed.
-    retried: bool,
-}
-
 /// One outgoing connection.
 pub struct Outgoing {
+    /// The pool's name for it.
+    key: ConnKey,
     origin: Origin,
     /// `None` while the name is being resolved.
     pub stream: Option<Stream>,
     stage: Stage,
-    job: Option<Job>,
     /// Addresses still to try if connecting fails.
     addrs: Vec<SocketAddr>,
-    /// Whether this connection served a request before the current one.
+    /// It served a request before the current one.
     reused: bool,
-    pub deadline: Option<Instant>,
 }
 
 enum Stage {
     Resolving,
     Connecting,
+    /// Connected (TLS set up if needed), the pool told; its send order follows.
+    Ready,
     Busy(Box<ResponseParser>),
     Idle,
 }
 
 /// The client's bookkeeping, kept in the driver.
-#[derive(Default)]
 pub struct Client {
-    queue: VecDeque<(Origin, Job)>,
-    /// The slot serving each request in flight.
-    by_request: HashMap<RequestId, usize>,
-    /// Idle connections by origin.
-    idle: HashMap<Origin, Vec<usize>>,
-    /// Open connections.
-    open: usize,
+    pool: Pool,
+    /// The encoded bytes of each request not yet answered (they hold secrets).
+    jobs: HashMap<RequestId, Secret<Vec<u8>>>,
+    /// The slot of each connection of the pool.
+    slots: HashMap<ConnKey, usize>,
     /// Slots waiting for the resolver, by lookup id.
     resolving: HashMap<u64, usize>,
     /// The TLS configuration, made on first use (or why it cannot be).
     tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            pool: Pool::new(MAX_OUTGOING),
+            jobs: HashMap::new(),
+            slots: HashMap::new(),
+            resolving: HashMap::new(),
+            tls: None,
+        }
+    }
+}
+
 impl Client {
-    /// Forgets a connection that is being closed.
+    /// Forgets a connection that is being closed (the pool has been told, or told it).
     pub fn forget(&mut self, slot: usize, c: &Outgoing) {
-        self.open = self.open.saturating_sub(1);
-        if let Some(job) = &c.job {
-            self.by_request.remove(&job.request);
-        }
-        if let Some(v) = self.idle.get_mut(&c.origin) {
-            v.retain(|&s| s != slot);
-            if v.is_empty() {
-                self.idle.remove(&c.origin);
-            }
-        }
+        // Its request's bytes stay: the pool may send it again on another connection.
+        self.slots.remove(&c.key);
         self.resolving.retain(|_, &mut s| s != slot);
     }
 }
@@ -107,87 +98,67 @@ impl Driver {
             "https" => true,
             "http" => false,
             other => {
-                return self.http_failed(
-                    request,
-                    TransportErrorKind::Connect,
-                    format!("unsupported scheme {other}"),
-                );
+                let message = format!("unsupported scheme {other}");
+                return self.http_failed(request, TransportErrorKind::Connect, message);
             }
         };
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-            return self.http_failed(
-                request,
-                TransportErrorKind::Connect,
-                format!("no host in {url}"),
-            );
+            let message = format!("no host in {url}");
+            return self.http_failed(request, TransportErrorKind::Connect, message);
         };
         let origin = Origin {
             https,
             host: host.to_owned(),
             port,
         };
-        let job = Job {
-            request,
-            bytes: Secret::new(http1::encode_request(&http)),
-            retried: false,
-        };
-        self.http_client.queue.push_back((origin, job));
-        self.dispatch(now);
+        let bytes = Secret::new(http1::encode_request(&http));
+        self.http_client.jobs.insert(request, bytes);
+        self.http_client.pool.request(request, origin);
+        self.carry_out(now);
     }
 
     pub(super) fn cancel_http(&mut self, request: RequestId) {
-        self.http_client.queue.retain(|(_, j)| j.request != request);
-        if let Some(slot) = self.http_client.by_request.remove(&request) {
-            if let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) {
-                c.job = None;
-            }
-            self.close(slot);
-        }
+        self.http_client.jobs.remove(&request);
+        self.http_client.pool.cancel(request);
+        let now = self.now;
+        self.carry_out(now);
     }
 
-    /// Gives queued requests connections while there are connections to give.
-    fn dispatch(&mut self, now: Now) {
-        while let Some((origin, _)) = self.http_client.queue.front() {
-            let origin = origin.clone();
-            let idle = self.http_client.idle.get_mut(&origin).and_then(Vec::pop);
-            if let Some(slot) = idle {
-                let Some((_, job)) = self.http_client.queue.pop_front() else {
-                    return;
-                };
-                self.start_on(now, slot, job);
-                continue;
-            }
-            if self.http_client.open >= MAX_OUTGOING {
-                // Make room by closing an idle connection to another origin, if any.
-                let victim = self.http_client.idle.values().flatten().next().copied();
-                match victim {
-                    Some(slot) => self.close(slot),
-                    None => return,
+    /// Carries out the pool's orders, and those that carrying them out makes it give.
+    /// Every change to the pool is followed by this.
+    fn carry_out(&mut self, now: Now) {
+        while let Some(order) = self.http_client.pool.poll_order() {
+            match order {
+                Order::Connect { conn, origin } => self.open_connection(conn, origin),
+                Order::Send { conn, request } => match self.http_client.slots.get(&conn) {
+                    Some(&slot) => self.start_on(now, slot, request),
+                    None => self.http_client.pool.failed(conn, gone(), false),
+                },
+                Order::Close { conn } => {
+                    if let Some(&slot) = self.http_client.slots.get(&conn) {
+                        self.close(slot);
+                    }
+                }
+                Order::Fail { request, error } => {
+                    self.http_failed(request, error.kind, error.message)
                 }
             }
-            let Some((origin, job)) = self.http_client.queue.pop_front() else {
-                return;
-            };
-            self.open_connection(now, origin, job);
         }
     }
 
-    fn open_connection(&mut self, now: Now, origin: Origin, job: Job) {
-        let request = job.request;
+    fn open_connection(&mut self, key: ConnKey, origin: Origin) {
         let conn = Outgoing {
+            key,
             origin: origin.clone(),
             stream: None,
             stage: Stage::Resolving,
-            job: Some(job),
             addrs: Vec::new(),
             reused: false,
-            deadline: None,
         };
-        let slot = self.insert(Conn::Outgoing(conn));
-        self.http_client.open += 1;
-        self.http_client.by_request.insert(request, slot);
+        let slot = self.conns.insert(Conn::Outgoing(conn));
+        self.http_client.slots.insert(key, slot);
         match ip_literal(&origin.host, origin.port) {
-            Some(addr) => self.resolved_slot(now, slot, Ok(vec![addr])),
+            Some(addr) => self.resolved_slot(slot, Ok(vec![addr])),
             None => {
                 let id = self.fresh_id();
                 self.http_client.resolving.insert(id, slot);
@@ -199,35 +170,35 @@ impl Driver {
     /// A lookup finished.
     pub(super) fn resolved(&mut self, now: Now, id: u64, result: Result<Vec<SocketAddr>, String>) {
         if let Some(slot) = self.http_client.resolving.remove(&id) {
-            self.resolved_slot(now, slot, result);
+            self.resolved_slot(slot, result);
+            self.carry_out(now);
         }
     }
 
-    fn resolved_slot(&mut self, now: Now, slot: usize, result: Result<Vec<SocketAddr>, String>) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+    fn resolved_slot(&mut self, slot: usize, result: Result<Vec<SocketAddr>, String>) {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         match result {
             Ok(addrs) if !addrs.is_empty() => {
                 c.addrs = addrs;
                 c.addrs.reverse();
-                self.connect_next(now, slot, None);
+                self.connect_next(slot, None);
             }
             Ok(_) => {
                 let message = format!("{} has no addresses", c.origin.host);
-                self.fail_conn(slot, TransportErrorKind::Dns, message);
+                self.fail_conn(slot, TransportErrorKind::Dns, message, false);
             }
             Err(e) => {
                 let message = format!("cannot resolve {}: {e}", c.origin.host);
-                self.fail_conn(slot, TransportErrorKind::Dns, message);
+                self.fail_conn(slot, TransportErrorKind::Dns, message, false);
             }
         }
     }
 
     /// Connects to the next address left, or fails with `last` if none is.
-    fn connect_next(&mut self, now: Now, slot: usize, last: Option<io::Error>) {
-        let _ = now;
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+    fn connect_next(&mut self, slot: usize, last: Option<io::Error>) {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         if let Some(mut old) = c.stream.take() {
@@ -239,25 +210,30 @@ impl Driver {
                 "cannot connect to {}:{}: {why}",
                 c.origin.host, c.origin.port
             );
-            return self.fail_conn(slot, TransportErrorKind::Connect, message);
+            return self.fail_conn(slot, TransportErrorKind::Connect, message, false);
         };
         match TcpStream::connect(addr) {
             Ok(mut tcp) => {
                 let token = Token(FIRST_CONN + slot);
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 if let Err(e) = self.poll.registry().register(&mut tcp, token, interest) {
-                    return self.connect_next(now, slot, Some(e));
+                    return self.connect_next(slot, Some(e));
                 }
                 let _ = tcp.set_nodelay(true);
                 c.stream = Some(Stream::plain(tcp));
                 c.stage = Stage::Connecting;
             }
-            Err(e) => self.connect_next(now, slot, Some(e)),
+            Err(e) => self.connect_next(slot, Some(e)),
         }
     }
 
     pub(super) fn outgoing_event(&mut self, now: Now, slot: usize) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        self.outgoing_ready(now, slot);
+        self.carry_out(now);
+    }
+
+    fn outgoing_ready(&mut self, now: Now, slot: usize) {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         match &c.stage {
@@ -267,51 +243,52 @@ impl Driver {
                     return;
                 };
                 match stream.tcp.take_error() {
-                    Ok(Some(e)) | Err(e) => return self.connect_next(now, slot, Some(e)),
+                    Ok(Some(e)) | Err(e) => return self.connect_next(slot, Some(e)),
                     Ok(None) => (),
                 }
                 match stream.tcp.peer_addr() {
-                    Ok(_) => self.connected(now, slot),
+                    Ok(_) => self.connected(slot),
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => (),
-                    Err(e) => self.connect_next(now, slot, Some(e)),
+                    Err(e) => self.connect_next(slot, Some(e)),
                 }
             }
             Stage::Busy(_) => self.exchange(now, slot),
-            Stage::Idle => {
+            Stage::Ready | Stage::Idle => {
                 // An idle connection is done once the server closes it or sends something
                 // unasked for. Anything else is no reason to drop it: a readiness event
                 // for bytes the last response already consumed (edge-triggered events
                 // can trail the data), a writable edge, or TLS records with no plaintext
                 // (a TLS 1.3 session ticket or KeyUpdate).
-                let Some(stream) = &mut c.stream else {
-                    return self.close(slot);
-                };
-                let mut unasked = Vec::new();
-                let outcome = stream.read(&mut unasked, 1);
-                let keep = matches!(outcome, Ok(ReadOutcome::Open)) && unasked.is_empty();
-                unasked.fill(0);
+                let keep = c.stream.as_mut().is_some_and(|stream| {
+                    let mut unasked = Vec::new();
+                    let outcome = stream.read(&mut unasked, 1);
+                    let keep = matches!(outcome, Ok(ReadOutcome::Open)) && unasked.is_empty();
+                    unasked.fill(0);
+                    keep
+                });
                 if !keep {
-                    self.close(slot);
+                    let message = "the server closed the connection".to_owned();
+                    self.fail_conn(slot, TransportErrorKind::Io, message, false);
                 }
             }
         }
     }
 
-    /// TCP is up: start TLS if needed, then send the request.
-    fn connected(&mut self, now: Now, slot: usize) {
+    /// TCP is up: start TLS if needed, then tell the pool (which orders the send).
+    fn connected(&mut self, slot: usize) {
         let tls_config = match self.conns.get(slot) {
-            Some(Some(Conn::Outgoing(c))) if c.origin.https => {
+            Some(Conn::Outgoing(c)) if c.origin.https => {
                 match self.http_client.tls.get_or_insert_with(tls::client_config) {
                     Ok(config) => Some(config.clone()),
                     Err(e) => {
                         let message = format!("cannot set up TLS: {e}");
-                        return self.fail_conn(slot, TransportErrorKind::Tls, message);
+                        return self.fail_conn(slot, TransportErrorKind::Tls, message, false);
                     }
                 }
             }
             _ => None,
         };
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         if let Some(config) = tls_config {
@@ -320,52 +297,48 @@ impl Driver {
             });
             let conn = match setup {
                 Ok(conn) => conn,
-                Err(message) => return self.fail_conn(slot, TransportErrorKind::Tls, message),
+                Err(message) => {
+                    return self.fail_conn(slot, TransportErrorKind::Tls, message, false);
+                }
             };
             let Some(stream) = c.stream.take() else {
-                return self.close(slot);
+                return self.fail_conn(slot, TransportErrorKind::Io, "no stream".into(), false);
             };
             c.stream = Some(Stream::tls(stream.tcp, conn.into()));
         }
-        let Some(job) = c.job.take() else {
-            return self.close(slot);
-        };
-        self.start_on(now, slot, job);
+        let key = c.key;
+        c.stage = Stage::Ready;
+        self.http_client.pool.connected(key);
     }
 
-    /// Sends `job` on the connected connection in `slot`.
-    fn start_on(&mut self, now: Now, slot: usize, job: Job) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+    /// Sends `request` on the connected connection in `slot` (the pool's order).
+    fn start_on(&mut self, now: Now, slot: usize, request: RequestId) {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
-        if matches!(c.stage, Stage::Idle) {
-            c.reused = true;
-        }
-        let old = c.deadline.take();
-        self.http_client.by_request.insert(job.request, slot);
-        let queued = match &mut c.stream {
-            Some(s) => s.queue(job.bytes.expose()),
-            None => Err(io::ErrorKind::NotConnected.into()),
+        let queued = match (&mut c.stream, self.http_client.jobs.get(&request)) {
+            (Some(s), Some(bytes)) => s.queue(bytes.expose()),
+            _ => Err(io::ErrorKind::NotConnected.into()),
         };
-        c.job = Some(job);
+        c.reused = matches!(c.stage, Stage::Idle);
         c.stage = Stage::Busy(Box::default());
-        self.set_deadline(slot, old, None);
+        self.set_deadline(slot, None);
         if let Err(e) = queued {
-            return self.exchange_failed(now, slot, e);
+            return self.exchange_failed(slot, e, false);
         }
         self.exchange(now, slot);
     }
 
     /// Writes what is pending and reads what has arrived.
     fn exchange(&mut self, now: Now, slot: usize) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Outgoing(c)) = self.conns.get_mut(slot) else {
             return;
         };
         let Some(stream) = &mut c.stream else {
             return;
         };
         if let Err(e) = stream.flush() {
-            return self.exchange_failed(now, slot, e);
+            return self.exchange_failed(slot, e, false);
         }
         let mut bytes = Vec::new();
         let outcome = stream.read(&mut bytes, MAX_RESPONSE_READ);
@@ -378,108 +351,112 @@ impl Driver {
             parser.feed(&bytes)
         };
         bytes.fill(0);
+        let started = parser.has_started();
+        // Closed before any of the response, on a kept-alive connection: the server had
+        // closed it; the pool tries the request once more.
+        let stale = c.reused && !started;
         match outcome {
             Ok(ReadOutcome::Open) => (),
             Ok(ReadOutcome::Closed) => {
                 if matches!(progress, Progress::NeedMore) {
-                    if c.reused && !parser.has_started() {
-                        return self.exchange_failed(
-                            now,
-                            slot,
-                            io::ErrorKind::ConnectionReset.into(),
-                        );
+                    if stale {
+                        let e = io::ErrorKind::ConnectionReset.into();
+                        return self.exchange_failed(slot, e, false);
                     }
                     progress = parser.eof();
                 }
             }
+            // A response whose end only the connection's end marks (no length, not
+            // chunked) is not known to be whole if TLS did not say `close_notify`.
+            Ok(ReadOutcome::Cut) if matches!(progress, Progress::NeedMore) => {
+                let e = if stale {
+                    io::ErrorKind::ConnectionReset.into()
+                } else {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the connection ended without TLS close_notify, so the response may be cut short",
+                    )
+                };
+                return self.exchange_failed(slot, e, started);
+            }
+            Ok(ReadOutcome::Cut) => (),
             Ok(ReadOutcome::TooLarge) => {
                 let message = format!("response larger than {} bytes", http1::MAX_BODY_BYTES);
-                return self.fail_conn(slot, TransportErrorKind::TooLarge, message);
+                return self.fail_conn(slot, TransportErrorKind::TooLarge, message, true);
             }
-            Err(e) => return self.exchange_failed(now, slot, e),
+            Err(e) => return self.exchange_failed(slot, e, started),
         }
         match progress {
             Progress::NeedMore => (),
-            Progress::Failed(error) => self.fail_conn(slot, error.kind, error.message),
+            Progress::Failed(error) => self.fail_conn(slot, error.kind, error.message, true),
             Progress::Done {
                 response,
                 keep_alive,
             } => {
-                let Some(job) = c.job.take() else {
-                    return self.close(slot);
-                };
-                self.http_client.by_request.remove(&job.request);
+                let key = c.key;
                 if keep_alive {
                     c.stage = Stage::Idle;
-                    let deadline = now.boot + IDLE_TIMEOUT;
-                    c.deadline = Some(deadline);
-                    let origin = c.origin.clone();
-                    self.set_deadline(slot, None, Some(deadline));
-                    self.http_client.idle.entry(origin).or_default().push(slot);
-                } else {
-                    self.close(slot);
+                    self.set_deadline(slot, Some(now.boot + IDLE_TIMEOUT));
                 }
-                self.handle(
-                    now,
-                    Input::HttpResponded {
-                        request: job.request,
-                        response,
-                    },
-                );
-                self.dispatch(now);
+                // The pool closes the connection (an order) unless it is kept alive.
+                if let Some(request) = self.http_client.pool.responded(key, keep_alive) {
+                    self.http_client.jobs.remove(&request);
+                    self.handle(Input::HttpResponded { request, response });
+                }
             }
         }
     }
 
-    /// Reading or writing failed. A reused connection that the server had closed before
-    /// any of the response arrived gets the request once more on a fresh connection.
-    fn exchange_failed(&mut self, now: Now, slot: usize, e: io::Error) {
-        let Some(Some(Conn::Outgoing(c))) = self.conns.get_mut(slot) else {
+    /// Reading or writing failed with `e`.
+    fn exchange_failed(&mut self, slot: usize, e: io::Error, started: bool) {
+        let Some(Conn::Outgoing(c)) = self.conns.get(slot) else {
             return;
         };
-        let started = matches!(&c.stage, Stage::Busy(p) if p.has_started());
-        if c.reused && !started && c.job.as_ref().is_some_and(|j| !j.retried) {
-            if let Some(mut job) = c.job.take() {
-                job.retried = true;
-                self.http_client.by_request.remove(&job.request);
-                self.http_client.queue.push_front((c.origin.clone(), job));
-            }
-            self.close(slot);
-            return self.dispatch(now);
-        }
         let (kind, what) = if e.kind() == io::ErrorKind::InvalidData {
             (TransportErrorKind::Tls, "TLS with")
         } else {
             (TransportErrorKind::Io, "connection to")
         };
         let message = format!("{what} {}:{} failed: {e}", c.origin.host, c.origin.port);
-        self.fail_conn(slot, kind, message);
+        self.fail_conn(slot, kind, message, started);
     }
 
-    /// Fails the request on `slot` (if any) and closes it.
-    fn fail_conn(&mut self, slot: usize, kind: TransportErrorKind, message: String) {
-        let job = match self.conns.get_mut(slot) {
-            Some(Some(Conn::Outgoing(c))) => c.job.take(),
-            _ => None,
+    /// Closes the connection in `slot` and tells the pool, which fails its request (or,
+    /// if it failed before any of its response on a kept-alive connection, tries it once
+    /// more).
+    fn fail_conn(&mut self, slot: usize, kind: TransportErrorKind, message: String, started: bool) {
+        let key = match self.conns.get(slot) {
+            Some(Conn::Outgoing(c)) => c.key,
+            _ => return,
         };
         self.close(slot);
-        if let Some(job) = job {
-            self.http_failed(job.request, kind, message);
-        }
-        let now = self.now;
-        self.dispatch(now);
+        let error = TransportError { kind, message };
+        self.http_client.pool.failed(key, error, started);
     }
 
     fn http_failed(&mut self, request: RequestId, kind: TransportErrorKind, message: String) {
-        self.http_client.by_request.remove(&request);
-        self.push_input(Input::HttpFailed {
+        self.http_client.jobs.remove(&request);
+        self.handle(Input::HttpFailed {
             request,
             error: TransportError { kind, message },
         });
     }
 
-    pub(super) fn outgoing_timed_out(&mut self, _now: Now, slot: usize) {
+    pub(super) fn outgoing_timed_out(&mut self, now: Now, slot: usize) {
         // Only idle connections have a driver deadline.
-        self.close(slot);
+        if let Some(Conn::Outgoing(c)) = self.conns.get(slot) {
+            let key = c.key;
+            self.close(slot);
+            self.http_client.pool.closed(key);
+            self.carry_out(now);
+        }
+    }
+}
+
+/// The error of a send ordered on a connection the driver no longer has.
+fn gone() -> TransportError {
+    TransportError {
+        kind: TransportErrorKind::Io,
+        message: "the connection was closed".into(),
     }
 }

@@ -10,8 +10,8 @@
 use std::io;
 
 use mio::{Interest, Token};
+use pizauth_fsm::Now;
 use pizauth_fsm::event::{ConnId, Input, Level, Scheme};
-use pizauth_fsm::{Instant, Now};
 
 use super::stream::{ReadOutcome, Stream};
 use super::{Conn, Driver, FIRST_CONN};
@@ -33,7 +33,6 @@ pub struct RedirectConn {
     /// closes, so that unread bytes do not make the kernel reset the connection (which
     /// can destroy the answer before the browser reads it).
     draining: bool,
-    pub deadline: Option<Instant>,
 }
 
 impl Driver {
@@ -47,14 +46,8 @@ impl Driver {
             let (tcp, _) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.log(
-                        Level::Warn,
-                        &format!("cannot accept a redirect connection: {e}"),
-                    );
-                    return;
-                }
+                Err(e) if super::lost_one(&e) => continue,
+                Err(e) => return self.accept_failed("a redirect connection", &e),
             };
             let open = self.count(|c| matches!(c, Conn::Redirect(r) if r.https == https));
             if open >= MAX_REDIRECT_CONNS {
@@ -77,16 +70,16 @@ impl Driver {
                 Stream::plain(tcp)
             };
             let id = self.fresh_id();
-            let deadline = now.boot + self.timeouts.redirect;
-            let slot = self.free.last().copied().unwrap_or(self.conns.len());
-            let mut conn = RedirectConn {
+            let slot = self.conns.insert(Conn::Redirect(RedirectConn {
                 id,
                 https,
                 stream,
                 reader: RequestReader::new(),
                 answering: false,
                 draining: false,
-                deadline: Some(deadline),
+            }));
+            let Some(Conn::Redirect(conn)) = self.conns.get_mut(slot) else {
+                continue;
             };
             let token = Token(FIRST_CONN + slot);
             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -95,17 +88,18 @@ impl Driver {
                 .registry()
                 .register(&mut conn.stream.tcp, token, interest)
             {
+                // Never registered: dropping it closes it.
+                self.conns.remove(slot);
                 self.log(
                     Level::Warn,
                     &format!("cannot watch a redirect connection: {e}"),
                 );
                 continue;
             }
-            // `insert` takes the last free slot, the one the token above names.
-            self.insert(Conn::Redirect(conn));
             self.ids.insert(id, slot);
-            self.set_deadline(slot, None, Some(deadline));
+            self.set_deadline(slot, Some(now.boot + self.timeouts.redirect));
             self.redirect_event(now, slot);
+            self.handle_queued();
         }
     }
 
@@ -120,9 +114,8 @@ impl Driver {
         let oldest = self
             .conns
             .iter()
-            .enumerate()
             .filter_map(|(slot, c)| match c {
-                Some(Conn::Redirect(r)) if r.https == https && (!r.answering || r.draining) => {
+                Conn::Redirect(r) if r.https == https && (!r.answering || r.draining) => {
                     Some(((r.draining, r.id), slot))
                 }
                 _ => None,
@@ -137,8 +130,8 @@ impl Driver {
         }
     }
 
-    pub(super) fn redirect_event(&mut self, now: Now, slot: usize) {
-        let Some(Some(Conn::Redirect(c))) = self.conns.get_mut(slot) else {
+    pub(super) fn redirect_event(&mut self, _now: Now, slot: usize) {
+        let Some(Conn::Redirect(c)) = self.conns.get_mut(slot) else {
             return;
         };
         if c.draining {
@@ -166,14 +159,11 @@ impl Driver {
                 c.answering = true;
                 let conn = ConnId(c.id);
                 let scheme = if c.https { Scheme::Https } else { Scheme::Http };
-                self.handle(
-                    now,
-                    Input::RedirectReceived {
-                        conn,
-                        scheme,
-                        request,
-                    },
-                );
+                self.handle(Input::RedirectReceived {
+                    conn,
+                    scheme,
+                    request,
+                });
             }
             ReadProgress::Reject { status, reason } => {
                 let id = c.id;
@@ -190,7 +180,7 @@ impl Driver {
                     let id = c.id;
                     self.answer_redirect(id, 431, "pizauth: request too large");
                 }
-                Ok(ReadOutcome::Closed) | Err(_) => self.close(slot),
+                Ok(ReadOutcome::Closed | ReadOutcome::Cut) | Err(_) => self.close(slot),
             },
         }
     }
@@ -200,7 +190,7 @@ impl Driver {
         let Some(&slot) = self.ids.get(&id) else {
             return;
         };
-        let Some(Some(Conn::Redirect(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Redirect(c)) = self.conns.get_mut(slot) else {
             return;
         };
         c.answering = true;
@@ -214,7 +204,7 @@ impl Driver {
     }
 
     fn flush_redirect(&mut self, slot: usize) {
-        let Some(Some(Conn::Redirect(c))) = self.conns.get_mut(slot) else {
+        let Some(Conn::Redirect(c)) = self.conns.get_mut(slot) else {
             return;
         };
         match c.stream.flush() {

@@ -20,6 +20,8 @@ pub struct Stream {
     out: Vec<u8>,
     /// The peer has closed its side (or TLS said `close_notify`).
     eof: bool,
+    /// The TCP connection ended inside TLS without `close_notify`.
+    cut: bool,
 }
 
 /// What a [`Stream::read`] found.
@@ -29,6 +31,9 @@ pub enum ReadOutcome {
     Open,
     /// The peer closed its side after whatever was read.
     Closed,
+    /// The TCP connection ended after whatever was read, inside TLS without the peer's
+    /// `close_notify`: anyone on the path can do that, so what was read may be cut short.
+    Cut,
     /// `cap` bytes would be exceeded.
     TooLarge,
 }
@@ -41,6 +46,7 @@ impl Stream {
             tls: None,
             out: Vec::new(),
             eof: false,
+            cut: false,
         }
     }
 
@@ -51,6 +57,7 @@ impl Stream {
             tls: Some(tls),
             out: Vec::new(),
             eof: false,
+            cut: false,
         }
     }
 
@@ -60,7 +67,7 @@ impl Stream {
         match &mut self.tls {
             None => read_plain(&mut self.tcp, into, cap, &mut self.eof),
             Some(tls) => {
-                let r = read_tls(&mut self.tcp, tls, into, cap, &mut self.eof);
+                let r = read_tls(&mut self.tcp, tls, into, cap, &mut self.eof, &mut self.cut);
                 // Handshake messages and alerts may need sending, even after an error.
                 let _ = flush_tls(&mut self.tcp, tls);
                 r
@@ -146,8 +153,9 @@ fn read_tls(
     into: &mut Vec<u8>,
     cap: usize,
     eof: &mut bool,
+    cut: &mut bool,
 ) -> io::Result<ReadOutcome> {
-    let mut socket_open = true;
+    let mut socket_open = !*eof;
     loop {
         // Pull ciphertext until the socket would block (rustls buffers a bounded amount;
         // drain plaintext in between so it can take more).
@@ -177,10 +185,16 @@ fn read_tls(
         }
         if state.peer_has_closed() {
             *eof = true;
-        }
-        if *eof || !socket_open {
+        } else if !socket_open {
             *eof = true;
-            return Ok(ReadOutcome::Closed);
+            *cut = true;
+        }
+        if *eof {
+            return Ok(if *cut {
+                ReadOutcome::Cut
+            } else {
+                ReadOutcome::Closed
+            });
         }
         if !progressed {
             return Ok(ReadOutcome::Open);

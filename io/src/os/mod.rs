@@ -11,8 +11,11 @@
 //! - [`Signals`]: SIGCHLD, SIGTERM, SIGINT and SIGHUP as a pollable source (a
 //!   `signalfd` on Linux, a self-pipe elsewhere).
 //! - [`spawn`] and [`Children`]: `$SHELL -c` commands, killed and reaped by id.
-//! - [`peer_uid`], [`getuid`]: who is on the other end of the control socket
-//!   (`SO_PEERCRED` on Linux, `getpeereid` elsewhere).
+//! - [`peer_uid`], [`getuid`], [`hung_up`]: who is on the other end of the control socket
+//!   (`SO_PEERCRED` on Linux, `getpeereid` elsewhere), and whether they are still there.
+//! - [`connect_unix`], [`user_name`]: what the command-line client needs.
+//! - [`local_offset`], [`daemonise`], [`set_backlog`], [`release_free_memory`]: the
+//!   process itself (time zone, detaching, listen queues, the allocator).
 //! - [`notify_ready`]: systemd's `READY=1` (Linux only).
 //! - [`touch`]: keep the socket file fresh so runtime-directory cleaners spare it.
 //! - [`disable_core_dumps`]: tokens must never reach a core file or a debugger.
@@ -37,6 +40,8 @@ mod bsd;
 #[cfg(target_os = "linux")]
 mod linux;
 mod process;
+mod process_state;
+mod unix;
 
 #[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
 use bsd as sys;
@@ -45,7 +50,7 @@ use linux as sys;
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -53,7 +58,9 @@ use pizauth_fsm::config::MAX_CONFIG_BYTES;
 use pizauth_fsm::{Instant, Now, WallTime};
 
 pub use process::{Children, Reaped, run_captured, spawn, spawn_capturing};
+pub use process_state::{daemonise, local_offset, release_free_memory, set_backlog};
 pub use sys::{BootTimer, Signals};
+pub use unix::{connect_unix, user_name};
 
 /// A signal the server acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +149,21 @@ pub fn peer_uid(socket: impl AsFd) -> io::Result<u32> {
     sys::peer_uid(socket)
 }
 
+/// Whether the peer of a connected stream socket has closed both directions (not just
+/// shut down its writing half, as a control client does once its request is sent): it
+/// will read no reply. Asked without waiting (`poll` with `POLLHUP`).
+pub fn hung_up(socket: impl AsFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: socket.as_fd().as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid, writable pollfd whose descriptor is open for the duration
+    // of the call (it is borrowed); a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Tells systemd the service is ready (`READY=1`), if it asked to be told: when
 /// `$NOTIFY_SOCKET` is unset or empty, and off Linux, this does nothing.
 pub fn notify_ready() -> io::Result<()> {
@@ -159,18 +181,6 @@ pub fn restrict_process() -> io::Result<()> {
 /// 1.1.0 does there; nothing elsewhere.
 pub fn confine(config: &Path, socket: &Path) -> io::Result<()> {
     sys::confine(config, socket)
-}
-
-/// Gives the allocator's free pages back to the system. Parsing the config and building
-/// the server free far more memory than the loop then holds, and glibc keeps freed pages
-/// in the middle of its heap, where they count as the daemon's resident memory. Other
-/// allocators need no such call: this does nothing there.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only hands free memory of the allocator back to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Sets a file's access and modification times to now, without following a symlink

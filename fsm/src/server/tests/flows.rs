@@ -178,7 +178,7 @@ fn hostile_or_broken_redirects_change_nothing() {
             RedirectRequest {
                 method: "POST".into(),
                 target: format!("/?state={state}&code=x"),
-                host: Some("h".into()),
+                host: Some("localhost:8765".into()),
             },
             405,
         ),
@@ -194,7 +194,7 @@ fn hostile_or_broken_redirects_change_nothing() {
             RedirectRequest {
                 method: "GET".into(),
                 target: "/?code=x".into(),
-                host: Some("h".into()),
+                host: Some("localhost:8765".into()),
             },
             404,
         ),
@@ -202,7 +202,7 @@ fn hostile_or_broken_redirects_change_nothing() {
             RedirectRequest {
                 method: "GET".into(),
                 target: format!("/elsewhere?state={state}&code=x"),
-                host: Some("h".into()),
+                host: Some("localhost:8765".into()),
             },
             404,
         ),
@@ -210,7 +210,7 @@ fn hostile_or_broken_redirects_change_nothing() {
             RedirectRequest {
                 method: "GET".into(),
                 target: "/?state=wrong&code=x".into(),
-                host: Some("h".into()),
+                host: Some("localhost:8765".into()),
             },
             200,
         ),
@@ -218,7 +218,7 @@ fn hostile_or_broken_redirects_change_nothing() {
             RedirectRequest {
                 method: "GET".into(),
                 target: format!("/?state={state}"),
-                host: Some("h".into()),
+                host: Some("localhost:8765".into()),
             },
             400,
         ),
@@ -226,11 +226,23 @@ fn hostile_or_broken_redirects_change_nothing() {
             RedirectRequest {
                 method: "GET".into(),
                 target: "http://evil/?x".into(),
-                host: Some("h".into()),
+                host: Some("localhost:8765".into()),
             },
             400,
         ),
     ];
+    // Another host (DNS rebinding), or the right one on another port: 421.
+    let cases =
+        cases.into_iter().chain(
+            ["evil.example:8765", "localhost:8766", "localhost"].map(|host| {
+                let request = RedirectRequest {
+                    method: "GET".into(),
+                    target: format!("/?state={state}&code=x"),
+                    host: Some(host.into()),
+                };
+                (request, 421)
+            }),
+        );
     for (request, want) in cases {
         let out = sim.input(Input::RedirectReceived {
             conn: ConnId(1),
