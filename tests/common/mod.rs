@@ -259,12 +259,15 @@ impl Sandbox {
     pub fn start_with_fd_limit(&mut self, max_fds: u64) {
         use std::os::unix::process::CommandExt;
         let mut command = self.server_command(Stdio::null());
+        // rlim_t is unsigned on Linux and macOS, signed on the BSDs.
+        #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+        let max = libc::rlim_t::try_from(max_fds).unwrap_or(libc::rlim_t::MAX);
         // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
         unsafe {
             command.pre_exec(move || {
                 let limit = libc::rlimit {
-                    rlim_cur: max_fds,
-                    rlim_max: max_fds,
+                    rlim_cur: max,
+                    rlim_max: max,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
                     Ok(())

@@ -193,6 +193,7 @@ fn children_see_their_environment_and_report_exit_codes() {
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 fn children_start_with_clean_signal_state() {
     // SIGPIPE is ignored here (std does that, and so does Signals::new): the child must
     // see its default action, and an empty mask. The shell checks the SigBlk and SigIgn
@@ -207,6 +208,7 @@ fn children_start_with_clean_signal_state() {
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 fn kill_reaches_the_whole_process_group() {
     let dir = TempDir::new("kill");
     let pidfile = dir.0.join("pid");

@@ -3,18 +3,19 @@
 
 use std::ffi::{CStr, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Connects to the Unix socket at `path`, waiting at most `timeout`.
+use super::sys;
+
+/// Connects to the Unix socket at `path`, waiting at most `timeout`. The stream keeps
+/// `timeout` as its send timeout.
 ///
 /// `UnixStream::connect` can block forever when the server is stopped and its listen
-/// backlog is full. Linux applies a socket's send timeout to `connect` on Unix sockets
-/// (it then fails with `EAGAIN`), so the socket is made by hand and the timeout set first.
-/// The stream keeps that send timeout.
+/// backlog is full, and std has no connect with a timeout for Unix sockets, so the
+/// socket is made and connected here ([`sys::connect_within`] bounds the wait).
 pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     let bytes = path.as_os_str().as_bytes();
     // SAFETY: an all-zero `sockaddr_un` is valid (an empty path).
@@ -30,30 +31,15 @@ pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;
     }
-    // SAFETY: plain system call; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket that nothing else owns; the stream closes it.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    stream.set_write_timeout(Some(timeout))?;
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // The path starts after the family (and, on macOS and the BSDs, a length byte before
+    // it), wherever the system's header puts it.
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    sys::set_address_length(&mut addr, len);
     let len = libc::socklen_t::try_from(len).unwrap_or(libc::socklen_t::MAX);
-    // SAFETY: `addr` is a valid `sockaddr_un` of at least `len` bytes, and the stream
-    // keeps `fd` open for the duration of the call.
-    let rc = unsafe {
-        libc::connect(
-            stream.as_raw_fd(),
-            (&raw const addr).cast::<libc::sockaddr>(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(stream)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let stream = UnixStream::from(sys::stream_socket()?);
+    stream.set_write_timeout(Some(timeout))?;
+    sys::connect_within(&stream, &addr, len, timeout)?;
+    Ok(stream)
 }
 
 /// The name of user id `uid` in the password database, if it has a non-empty one.

@@ -23,7 +23,7 @@ mod signals;
 mod timer;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 pub use signals::Signals;
 pub use timer::BootTimer;
@@ -72,6 +72,112 @@ pub(super) fn peer_uid(socket: impl AsFd) -> io::Result<u32> {
 /// Nothing to do: systemd is Linux's.
 pub(super) fn notify_ready() -> io::Result<()> {
     Ok(())
+}
+
+/// A Unix stream socket, close-on-exec (macOS has no `SOCK_CLOEXEC`: the flag is set
+/// right after, and no other thread of the client can exec in between).
+pub(super) fn stream_socket() -> io::Result<OwnedFd> {
+    #[cfg(target_os = "macos")]
+    let kind = libc::SOCK_STREAM;
+    #[cfg(not(target_os = "macos"))]
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    // SAFETY: plain system call; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, kind, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    #[cfg(target_os = "macos")]
+    // SAFETY: F_SETFD on an open descriptor, with a plain integer.
+    if unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// These systems' `sockaddr_un` starts with its own length.
+pub(super) fn set_address_length(addr: &mut libc::sockaddr_un, len: usize) {
+    addr.sun_len = u8::try_from(len).unwrap_or(u8::MAX);
+}
+
+/// Connects `socket` to `addr`, waiting at most `timeout`. These systems do not apply
+/// the send timeout to `connect`, so it is made without blocking and waited for with
+/// `poll`; the socket is blocking again afterwards.
+pub(super) fn connect_within(
+    socket: &impl AsRawFd,
+    addr: &libc::sockaddr_un,
+    len: libc::socklen_t,
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    let fd = socket.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL on an open descriptor, with plain integers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `addr` is a valid `sockaddr_un` of at least `len` bytes, and the caller
+    // keeps the socket open for the duration of the call.
+    let rc = unsafe { libc::connect(fd, (&raw const *addr).cast(), len) };
+    let connected = if rc == 0 {
+        Ok(())
+    } else {
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINPROGRESS | libc::EAGAIN) => wait_connected(fd, timeout),
+            _ => Err(err),
+        }
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    connected
+}
+
+/// Waits up to `timeout` for a connection begun without blocking, and reports how it
+/// ended (`ETIMEDOUT` if it has not).
+fn wait_connected(fd: libc::c_int, timeout: std::time::Duration) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: one valid, writable pollfd of an open descriptor.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n > 0 {
+            break;
+        }
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    let mut error: libc::c_int = 0;
+    let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `error` and `size` are valid and writable, `size` holding the size of
+    // `error`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut error).cast(),
+            &mut size,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    match error {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
 }
 
 /// What every command may do at most, from its first instruction (OpenBSD's pledge;

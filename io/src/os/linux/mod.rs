@@ -40,7 +40,7 @@ mod timer;
 use std::ffi::OsStr;
 use std::io;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -126,4 +126,37 @@ pub(super) fn restrict_process() -> io::Result<()> {
 /// Nothing to do on Linux: see the OpenBSD implementation.
 pub(super) fn confine(_config: &Path, _socket: &Path) -> io::Result<()> {
     Ok(())
+}
+
+/// A Unix stream socket, close-on-exec from the start.
+pub(super) fn stream_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Linux's `sockaddr_un` has no length field.
+pub(super) fn set_address_length(_addr: &mut libc::sockaddr_un, _len: usize) {}
+
+/// Connects `socket` to `addr`, waiting at most `timeout`: Linux applies a socket's send
+/// timeout to `connect` on Unix sockets (it then fails with `EAGAIN`), so with the send
+/// timeout set this is one plain `connect`, and the request follows at once.
+pub(super) fn connect_within(
+    socket: &impl AsRawFd,
+    addr: &libc::sockaddr_un,
+    len: libc::socklen_t,
+    _timeout: std::time::Duration,
+) -> io::Result<()> {
+    // SAFETY: `addr` is a valid `sockaddr_un` of at least `len` bytes, and the caller
+    // keeps the socket open for the duration of the call.
+    let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const *addr).cast(), len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
