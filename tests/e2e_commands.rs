@@ -483,6 +483,7 @@ fn startup_cmd_notify_socket_and_sigterm() {
 
 /// SPEC.md section 6: commands run through `$SHELL -c` (`/bin/sh` when `SHELL` is unset),
 /// with standard input closed.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 #[test]
 fn commands_run_through_the_users_shell_with_nothing_on_stdin() {
     let provider = Provider::start();

@@ -429,6 +429,7 @@ fn http_429_with_retry_after_delays_the_retry() {
 /// An `auth_notify_cmd` that never exits is killed (with whatever it started) after the
 /// notification timeout; the next notifications still run, and the server never waits.
 /// Also a regression test: a stuck notification outlived the server that started it.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 #[test]
 fn a_notification_that_never_exits_is_killed_and_later_ones_still_run() {
     let healthy = Provider::start();
@@ -515,6 +516,7 @@ fn a_notification_that_writes_100_mb_to_stdout_does_no_harm() {
 
 /// A thousand idle connections on the redirect listener (slowloris): the server keeps
 /// at most 128, dropping the oldest, and a real browser's redirect still goes through.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 #[test]
 fn a_thousand_idle_redirect_connections_do_not_lock_the_browser_out() {
     common::raise_fd_limit();

@@ -190,6 +190,7 @@ fn wait_fds(sb: &mut Sandbox, base: usize, n: usize) {
 /// At 128 connections on a listener, the 129th makes room by closing the oldest one
 /// still reading its request; a connection whose request was answered and which is
 /// left open counts too, and makes room the same way.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 #[test]
 fn the_129th_redirect_connection_evicts_the_oldest() {
     let provider = Provider::start();
@@ -246,6 +247,7 @@ fn the_129th_redirect_connection_evicts_the_oldest() {
 /// More than 512 control clients: 512 are served at once, the rest wait in the listen
 /// queue; silent ones are dropped at the control timeout and whoever waited behind them
 /// is then served.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 #[test]
 fn control_clients_beyond_512_wait_in_the_listen_queue() {
     let provider = Provider::start();

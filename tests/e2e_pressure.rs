@@ -232,6 +232,7 @@ fn log_count(sb: &Sandbox, text: &str) -> usize {
 
 /// Break 2: 512 clients waiting with `show -w` that hang up free their slots at once;
 /// before, they locked every other client out until their waits ended.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 #[test]
 fn waiting_clients_that_hang_up_free_their_slots_at_once() {
     common::raise_fd_limit();
@@ -312,6 +313,7 @@ fn a_dangling_symlink_at_the_socket_path_is_named() {
 /// Break 3: with the server out of descriptors, the clients and the browser that queued
 /// up meanwhile are served as soon as descriptors are free again; the condition is
 /// logged once, and its end too.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
 #[test]
 fn after_running_out_of_descriptors_every_listener_accepts_again() {
     let provider = Provider::start();
