@@ -1103,3 +1103,23 @@ fn tokens_survive_a_restart_with_the_gpg_recipe() {
         ".local/state/pizauth/tokens.gpg",
     );
 }
+
+/// The version is above the pizauth 1.1.0 this replaces (a script checking for at least
+/// 1.1.0 must accept it), and README.md names it in the migration notes.
+#[test]
+fn version_is_above_the_one_replaced() {
+    let version = env!("CARGO_PKG_VERSION");
+    let parts: Vec<u64> = version
+        .split('.')
+        .map(|p| p.parse().unwrap_or_else(|_| panic!("version {version}")))
+        .collect();
+    assert!(
+        parts.as_slice() > [1, 1, 0].as_slice(),
+        "version {version} is not above 1.1.0"
+    );
+    let readme = read("README.md");
+    assert!(
+        readme.contains(&format!("this is pizauth {version}")),
+        "README.md does not say this is pizauth {version}"
+    );
+}
