@@ -1123,3 +1123,87 @@ fn version_is_above_the_one_replaced() {
         "README.md does not say this is pizauth {version}"
     );
 }
+
+/// Every "SPEC.md section N" (or "SPEC.md N, M") cited in a comment of the code resolves
+/// to a section `## N.` of docs/SPEC.md, and the contract names the version.
+#[test]
+fn every_cited_spec_section_exists() {
+    let spec = read("docs/SPEC.md");
+    let sections: BTreeSet<u32> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .filter_map(|l| l.split_once('.'))
+        .filter_map(|(n, _)| n.parse().ok())
+        .collect();
+    assert!(
+        !sections.is_empty(),
+        "docs/SPEC.md has no numbered sections"
+    );
+    let mut cited = Vec::new();
+    let mut files = Vec::new();
+    for dir in ["src", "fsm", "io", "tests", "benches", "fuzz"] {
+        rust_files(&repo(dir), &mut files);
+    }
+    assert!(files.len() > 10, "found only {files:?}");
+    for file in &files {
+        let source = fs::read_to_string(file).unwrap_or_default();
+        for (at, _) in source.match_indices("SPEC.md") {
+            let rest = &source[at + "SPEC.md".len()..];
+            let rest = rest.strip_prefix(" section").unwrap_or(rest);
+            // The numbers that follow: "3", "3, 6, 7", "5: ...".
+            let mut numbers = Vec::new();
+            for part in rest.split(',') {
+                let digits: String = part
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                match digits.parse::<u32>() {
+                    Ok(n) => numbers.push(n),
+                    Err(_) => break,
+                }
+                if part.trim_start().len() > digits.len() {
+                    break;
+                }
+            }
+            for n in numbers {
+                cited.push((file.display().to_string(), n));
+            }
+        }
+    }
+    assert!(cited.len() >= 20, "only {} citations found", cited.len());
+    let missing: Vec<_> = cited
+        .iter()
+        .filter(|(_, n)| !sections.contains(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "cited sections missing from docs/SPEC.md: {missing:?}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        spec.contains(&format!("The version is {version}")),
+        "docs/SPEC.md does not name version {version}"
+    );
+}
+
+/// The `.rs` files under `dir`, skipping build output and dependencies.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        if path.is_dir() {
+            if !matches!(
+                name.to_str(),
+                Some("target" | "node_modules" | "corpus" | "artifacts")
+            ) {
+                rust_files(&path, out);
+            }
+        } else if path.extension() == Some(OsStr::new("rs")) {
+            out.push(path);
+        }
+    }
+}
