@@ -1207,3 +1207,41 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// The accounts `docs/pizauth.conf.example` shows commented out parse once uncommented,
+/// as its text tells the user to do.
+#[test]
+fn the_commented_out_example_accounts_parse() {
+    let example = read("docs/pizauth.conf.example");
+    let mut inside = false;
+    let mut uncommented = 0;
+    let text: String = example
+        .lines()
+        .map(|l| {
+            if l.starts_with("// account \"") {
+                inside = true;
+                uncommented += 1;
+            }
+            let out = if inside {
+                l.strip_prefix("// ").unwrap_or(l)
+            } else {
+                l
+            };
+            if l == "// }" {
+                inside = false;
+            }
+            format!("{out}\n")
+        })
+        .collect();
+    assert!(
+        uncommented >= 4,
+        "only {uncommented} commented-out accounts"
+    );
+    let config = assert_parses_cleanly(&text, "docs/pizauth.conf.example, uncommented");
+    let oidc = config.account("oidc").expect("the account \"oidc\"");
+    assert_eq!(
+        oidc.client_auth,
+        Some(pizauth_fsm::config::ClientAuth::Basic)
+    );
+    assert_eq!(oidc.redirect_uri.as_str(), "http://127.0.0.1/");
+}
