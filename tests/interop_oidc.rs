@@ -345,3 +345,47 @@ fn a_replaced_iss_is_refused() {
     );
     assert_eq!(sb.run(&["show", "-u", "work"]).code, 1);
 }
+
+/// The README's recipe for "any other provider", read from README.md with only the
+/// endpoints, the client id and its secret filled in: `redirect_uri =
+/// "http://127.0.0.1/"` passes a provider that lets only a loopback address's port vary,
+/// and `"prompt": "consent"` brings the refresh token, so the token refreshes.
+#[test]
+fn the_readme_recipe_for_any_other_provider() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let at = readme
+        .find("```conf\naccount \"example\" {\n    auth_uri = \"https://login.example.com/oauth2/authorize\";")
+        .expect("the README's recipe for any other provider");
+    let block = &readme[at + "```conf\n".len()..];
+    let block = &block[..block.find("```").expect("the block ends")];
+    assert!(
+        block.contains("redirect_uri = \"http://127.0.0.1/\";"),
+        "{block}"
+    );
+    assert!(block.contains("\"prompt\": \"consent\""), "{block}");
+
+    let mut sb = Sandbox::new("oidc-readme");
+    let Some(oidc) = Oidc::start(&sb, 60) else {
+        return;
+    };
+    let config = block
+        .replace(
+            "https://login.example.com/oauth2/authorize",
+            &oidc.url("auth"),
+        )
+        .replace("https://login.example.com/oauth2/token", &oidc.url("token"))
+        .replace(
+            "client_id = \"my-client-id\";",
+            &format!("client_id = \"pizauth-post\";\n    client_secret = \"{POST_SECRET}\";"),
+        );
+    sb.write_config(&config);
+    sb.start();
+    let token = log_in(&sb, &oidc, "example", "me@example.com");
+    let line = sb.status_of("example");
+    assert!(!line.contains("warning"), "{line}");
+    assert_eq!(sb.run(&["refresh", "example"]).code, 0);
+    let token = wait_new_token(&sb, "example", &token);
+    assert!(oidc.active(&token));
+}

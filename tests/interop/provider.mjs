@@ -57,7 +57,7 @@ server.listen(0, '127.0.0.1', () => {
         grant_types: [],
       },
     ],
-    scopes: ['openid', 'offline_access', 'mail', 'reports.read'],
+    scopes: ['openid', 'offline_access', 'email', 'mail', 'reports.read'],
     features: {
       devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
