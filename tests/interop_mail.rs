@@ -1,16 +1,17 @@
-//! A real mail program with the README's own configuration: mbsync (isync), through the
-//! Cyrus SASL XOAUTH2 plugin the README names, syncs a mailbox from dovecot, whose
-//! `oauth2` passdb checks every token at the introspection endpoint of a real OpenID
-//! Connect provider (node's `oidc-provider`, see `tests/interop/provider.mjs`). It does so
-//! with the first token and again after pizauth has refreshed it. Everything runs on
-//! 127.0.0.1.
+//! Real mail programs with the README's own configuration, against dovecot, whose `oauth2`
+//! passdb checks every token at the introspection endpoint of a real OpenID Connect
+//! provider (node's `oidc-provider`, see `tests/interop/provider.mjs`): mbsync (isync),
+//! through the Cyrus SASL XOAUTH2 plugin the README names, syncs a mailbox from dovecot's
+//! IMAP service, and msmtp sends mail through dovecot's submission service (which relays
+//! it to aiosmtpd). Each does so with the first token and again after pizauth has
+//! refreshed it. Everything runs on 127.0.0.1.
 //!
-//! The mbsync configuration is the README's block, read from README.md, with only its
-//! host, port and TLS settings changed (and, for isync before 1.5, `TLSType` spelt
-//! `SSLType`, as the README says), so the two cannot drift apart.
+//! The configurations are the README's blocks, read from README.md, with only their host,
+//! port and TLS settings changed (and, for isync before 1.5, `TLSType` spelt `SSLType`, as
+//! the README says), so the two cannot drift apart.
 //!
-//! Needs root (dovecot runs its processes as its own users), dovecot, mbsync and the
-//! plugin: `.ci/run` installs them. Without them these tests fail when `CI=true` and
+//! Needs root (dovecot runs its processes as its own users), dovecot with its submission
+//! service, mbsync and the plugin, msmtp and aiosmtpd: `.ci/run` installs them. Without them these tests fail when `CI=true` and
 //! otherwise say loudly that they did not run.
 
 mod common;
@@ -30,11 +31,16 @@ use harness::*;
 
 /// The README's mbsync block.
 fn readme_mbsync_block() -> String {
+    readme_block("**mbsync / isync**")
+}
+
+/// The first `text` block of README.md after `heading`.
+fn readme_block(heading: &str) -> String {
     let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md");
     let from = readme
-        .find("**mbsync / isync**")
-        .expect("README.md has the mbsync recipe");
+        .find(heading)
+        .unwrap_or_else(|| panic!("README.md has no {heading}"));
     let rest = &readme[from..];
     let start = rest.find("```text\n").expect("a text block") + "```text\n".len();
     let end = rest[start..].find("```").expect("the block ends") + start;
@@ -85,6 +91,37 @@ fn mbsyncrc(port: u16) -> String {
     out
 }
 
+/// The README's msmtp block with the host, port and TLS changed: dovecot's submission
+/// service on 127.0.0.1:`port` without TLS.
+fn msmtprc(port: u16) -> String {
+    let block = readme_block("**msmtp**");
+    let mut out = String::new();
+    let mut changed = 0;
+    for line in block.lines() {
+        let line = match line {
+            l if l.starts_with("host ") => "host 127.0.0.1".to_owned(),
+            l if l.starts_with("port ") => format!("port {port}"),
+            "tls on" => "tls off".to_owned(),
+            "tls_starttls on" => "tls_starttls off".to_owned(),
+            l => {
+                out.push_str(l);
+                out.push('\n');
+                continue;
+            }
+        };
+        changed += 1;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert_eq!(
+        changed, 4,
+        "the README's msmtp block changed shape:\n{block}"
+    );
+    assert!(out.contains("passwordeval pizauth show work"), "{out}");
+    assert!(out.contains("auth xoauth2"), "{out}");
+    out
+}
+
 /// What is missing to run these tests, if anything.
 fn missing() -> Option<String> {
     // SAFETY: getuid has no preconditions.
@@ -94,6 +131,7 @@ fn missing() -> Option<String> {
     for (program, package) in [
         ("dovecot", "dovecot-core dovecot-imapd"),
         ("mbsync", "isync"),
+        ("msmtp", "msmtp"),
         ("node", "nodejs"),
     ] {
         if Command::new(program).arg("--version").output().is_err() {
@@ -107,6 +145,15 @@ fn missing() -> Option<String> {
     ]
     .iter()
     .any(|d| Path::new(d).join("libkdexoauth2.so").exists());
+    if !Path::new("/usr/lib/dovecot/submission").exists() {
+        return Some("dovecot's submission service (apt-get install dovecot-submissiond)".into());
+    }
+    let sink = Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .status();
+    if !sink.is_ok_and(|s| s.success()) {
+        return Some("aiosmtpd (apt-get install python3-aiosmtpd)".into());
+    }
     (!plugin)
         .then(|| "the XOAUTH2 SASL plugin (apt-get install libsasl2-modules-kdexoauth2)".into())
 }
@@ -138,6 +185,10 @@ fn free_port() -> u16 {
 struct Dovecot {
     child: Child,
     port: u16,
+    /// The submission (SMTP) listener, which relays to `sink`.
+    submission_port: u16,
+    sink: Child,
+    sink_out: std::path::PathBuf,
     log: std::path::PathBuf,
     mail: std::path::PathBuf,
 }
@@ -152,6 +203,29 @@ impl Dovecot {
         // The mail user is nobody: its home must be writable.
         fs::set_permissions(&mail, fs::Permissions::from_mode(0o777)).expect("chmod");
         let port = free_port();
+        let submission_port = free_port();
+        let sink_port = free_port();
+        // Where dovecot's submission service relays what it accepts: aiosmtpd, which
+        // prints each message it receives.
+        let sink_out = dir.join("sink.out");
+        let sink = Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{sink_port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&sink_out).expect("sink out"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        wait_for("aiosmtpd to listen", WAIT, || {
+            TcpStream::connect(("127.0.0.1", sink_port))
+                .ok()
+                .map(|_| ())
+        });
         let introspection = oidc
             .url("token/introspection")
             .replace("http://", &format!("http://dovecot:{DOVECOT_SECRET}@"));
@@ -171,13 +245,18 @@ impl Dovecot {
         fs::write(
             &conf,
             format!(
-                "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {d}/base\nstate_dir = {d}/state\n\
+                "protocols = imap submission\nlisten = 127.0.0.1\nbase_dir = {d}/base\nstate_dir = {d}/state\n\
                  instance_name = pizauth-interop-{port}\nlog_path = {}\nssl = no\n\
                  disable_plaintext_auth = no\nauth_mechanisms = xoauth2 oauthbearer\n\
                  default_internal_user = dovecot\ndefault_login_user = dovenull\n\
                  mail_location = maildir:~/Maildir\nauth_debug = yes\n\
                  service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    \
                  port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+                 hostname = mail.pizauth.test\nsubmission_relay_host = 127.0.0.1\n\
+                 submission_relay_port = {sink_port}\nsubmission_relay_trusted = yes\n\
+                 service submission-login {{\n  inet_listener submission {{\n    \
+                 address = 127.0.0.1\n    port = {submission_port}\n  }}\n  \
+                 inet_listener submissions {{\n    port = 0\n  }}\n}}\n\
                  service anvil {{\n  chroot =\n}}\n\
                  passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n\
                  userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n",
@@ -197,6 +276,9 @@ impl Dovecot {
         let mut dovecot = Dovecot {
             child,
             port,
+            submission_port,
+            sink,
+            sink_out,
             log,
             mail,
         };
@@ -207,7 +289,10 @@ impl Dovecot {
                     fs::read_to_string(dir.join("stderr")).unwrap_or_default()
                 );
             }
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+            [port, submission_port]
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                .then_some(())
         });
         dovecot
     }
@@ -239,6 +324,21 @@ impl Dovecot {
     fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until dovecot's log (written by a process of its own, so a little later)
+    /// shows `n` logins of me@example.com by `service`, and no more.
+    fn wait_logins(&self, service: &str, n: usize) {
+        let line = format!("{service}: Info: Login: user=<me@example.com>");
+        wait_for(&format!("{n} logins in dovecot's log"), WAIT, || {
+            (self.log().matches(&line).count() >= n).then_some(())
+        });
+        assert_eq!(self.log().matches(&line).count(), n, "{}", self.log());
+    }
+
+    /// What the relay behind the submission service has received.
+    fn relayed(&self) -> String {
+        fs::read_to_string(&self.sink_out).unwrap_or_default()
+    }
 }
 
 impl Drop for Dovecot {
@@ -256,12 +356,19 @@ impl Drop for Dovecot {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = self.sink.kill();
+        let _ = self.sink.wait();
     }
 }
 
 /// Runs `mbsync -a` with `home` as its home and pizauth on its `PATH` (talking to the
 /// sandbox's server), for at most 30 s. Returns (exit code, output).
 fn mbsync(sb: &Sandbox, home: &Path) -> (i32, String) {
+    mail_program(sb, home, &["mbsync", "-V", "-a"], None)
+}
+
+/// Runs `argv` as [`mbsync`] does, with `input` on its standard input.
+fn mail_program(sb: &Sandbox, home: &Path, argv: &[&str], input: Option<&str>) -> (i32, String) {
     let bin = sb.path("bin");
     fs::create_dir_all(&bin).expect("bin");
     let link = bin.join("pizauth");
@@ -273,15 +380,17 @@ fn mbsync(sb: &Sandbox, home: &Path) -> (i32, String) {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out_file = sb.path("mbsync.out");
-    let mut child = Command::new("mbsync")
-        .args(["-V", "-a"])
+    let out_file = sb.path(&format!("{}.out", argv[0]));
+    let input_file = sb.path(&format!("{}.in", argv[0]));
+    fs::write(&input_file, input.unwrap_or_default()).expect("input");
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
         .env_clear()
         .env("HOME", home)
         .env("PATH", path)
         .env("XDG_RUNTIME_DIR", sb.path("run"))
         .env("USER", "tester")
-        .stdin(Stdio::null())
+        .stdin(fs::File::open(&input_file).expect("input"))
         .stdout(fs::File::create(&out_file).expect("out"))
         .stderr(
             fs::File::options()
@@ -358,9 +467,66 @@ fn mbsync_logs_in_with_the_token_before_and_after_a_refresh() {
     assert_eq!(code, 0, "mbsync after the refresh:\n{out}");
     assert_eq!(local_subjects(&home), ["first", "second"], "{out}");
     // Dovecot asked the provider both times, and the provider said yes.
-    let log = dovecot.log();
-    let logins = log
-        .matches("imap-login: Info: Login: user=<me@example.com>")
-        .count();
-    assert!(logins >= 2, "{log}");
+    dovecot.wait_logins("imap-login", 2);
+}
+
+#[test]
+fn msmtp_sends_with_the_token_before_and_after_a_refresh() {
+    if !can_run() {
+        return;
+    }
+    let mut sb = Sandbox::new("mail-msmtp");
+    let Some(oidc) = Oidc::start(&sb, 60) else {
+        return;
+    };
+    let dovecot = Dovecot::start(&sb, &oidc);
+    sb.write_config(&account("work", &oidc, "pizauth-post", OFFLINE));
+    sb.start();
+    let first = log_in(&sb, &oidc, "work", "me@example.com");
+    let home = sb.path("mail-home");
+    fs::create_dir_all(&home).expect("home");
+    let rc = home.join(".msmtprc");
+    fs::write(&rc, msmtprc(dovecot.submission_port)).expect(".msmtprc");
+    fs::set_permissions(&rc, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let rc = rc.display().to_string();
+    let send = |subject: &str| {
+        let message = format!(
+            "From: me@example.com\r\nTo: you@example.com\r\nSubject: {subject}\r\n\r\nHello.\r\n"
+        );
+        let argv = ["msmtp", "-C", &rc, "-a", "work", "you@example.com"];
+        mail_program(&sb, &home, &argv, Some(&message))
+    };
+
+    let (code, out) = send("sent with the first token");
+    assert_eq!(
+        code,
+        0,
+        "msmtp with the first token:\n{out}\n{}",
+        dovecot.log()
+    );
+    wait_for("the relay to get the first message", WAIT, || {
+        dovecot
+            .relayed()
+            .contains("Subject: sent with the first token")
+            .then_some(())
+    });
+
+    let run = sb.run(&["refresh", "work"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let second = wait_new_token(&sb, "work", &first);
+    assert!(oidc.active(&second));
+    let (code, out) = send("sent after the refresh");
+    assert_eq!(
+        code,
+        0,
+        "msmtp after the refresh:\n{out}\n{}",
+        dovecot.log()
+    );
+    wait_for("the relay to get the second message", WAIT, || {
+        dovecot
+            .relayed()
+            .contains("Subject: sent after the refresh")
+            .then_some(())
+    });
+    dovecot.wait_logins("submission-login", 2);
 }
