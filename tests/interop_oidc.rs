@@ -103,7 +103,7 @@ fn code_flow_refresh_rotation_and_revocation() {
 #[test]
 fn basic_client_authentication() {
     let mut sb = Sandbox::new("oidc-basic");
-    let Some(oidc) = Oidc::start(&sb, 6) else {
+    let Some(oidc) = Oidc::start(&sb, 60) else {
         return;
     };
     sb.write_config(&format!(
