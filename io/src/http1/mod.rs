@@ -61,11 +61,11 @@ pub fn encode_request(req: &HttpRequest) -> Vec<u8> {
     // `Url::port` is `None` when the port is absent or the scheme's default, and
     // `host_str` already brackets IPv6 literals, so this is the RFC 9112 §3.2 `Host`.
     let host = url.host_str().unwrap_or_default();
-    // Room for the header that holds the client secret up front, so that growing the
-    // buffer leaves no copy of it behind.
+    // Room for everything up front (the header holding the client secret, and the body
+    // appended below), so that growing the buffer leaves no copy of a secret behind.
     let auth = req.authorization.as_ref().map_or("", |a| a.as_str());
-    let mut out =
-        String::with_capacity(256 + path.len() + url.query().map_or(0, str::len) + auth.len());
+    let room = 512 + host.len() + path.len() + url.query().map_or(0, str::len);
+    let mut out = String::with_capacity(room + auth.len() + req.body.expose().len());
     out.push_str(method);
     out.push(' ');
     out.push_str(path);
