@@ -58,39 +58,12 @@ impl Oidc {
             return None;
         }
         let stderr = sandbox.path("oidc-provider.log");
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg(dir.join("provider.mjs"))
             .current_dir(&dir)
-            .env("ACCESS_TTL", access_ttl.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("provider log"))
-            .spawn()
-            .expect("start node");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut out = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading: a provider writing to a closed pipe would die of EPIPE.
-            let _ = std::io::copy(&mut out, &mut std::io::sink());
-        });
-        let line = rx
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("oidc-provider did not start within {WAIT:?}"));
-        let issuer = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "oidc-provider said {line:?}: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            })
-            .to_owned();
+            .env("ACCESS_TTL", access_ttl.to_string());
+        let (child, stdin, issuer) = spawn_listening(command, &stderr, "oidc-provider");
         let port = Url::parse(&issuer).unwrap().port().unwrap();
         Some(Oidc {
             child,
@@ -154,6 +127,46 @@ impl Drop for Oidc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a provider that prints `listening URL` once it accepts connections, with its
+/// stderr in `stderr`; returns it, its stdin (closing it ends the provider) and the URL.
+pub fn spawn_listening(
+    mut command: Command,
+    stderr: &std::path::Path,
+    what: &str,
+) -> (Child, Option<ChildStdin>, String) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).expect("provider log"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep reading: a provider writing to a closed pipe would die of EPIPE.
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    });
+    let line = rx
+        .recv_timeout(WAIT)
+        .unwrap_or_else(|_| panic!("{what} did not start within {WAIT:?}"));
+    let url = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| {
+            panic!(
+                "{what} said {line:?}: {}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            )
+        })
+        .to_owned();
+    (child, stdin, url)
 }
 
 /// `application/x-www-form-urlencoded`.
@@ -406,7 +419,9 @@ impl Browser {
                 page = self.request("GET", at.as_str(), None);
                 continue;
             }
-            assert_eq!(page.status, 200, "{page:?}; visited {:#?}", self.trail);
+            if page.status != 200 {
+                return Err(page);
+            }
             let forms = forms(&page.body);
             let submit = |form: &Form, extra: &[(&str, &str)]| {
                 let mut fields = form.fields.clone();
@@ -423,6 +438,24 @@ impl Browser {
                 if let Some(f) = forms.iter().find(|f| f.fields.contains_key("login")) {
                     let user = self.user.clone();
                     submit(f, &[("login", &user), ("password", "any password")])
+                } else if let Some(f) = forms.iter().find(|f| f.fields.contains_key("username")) {
+                    // django-oauth-toolkit: Django's login form.
+                    let user = self.user.clone();
+                    let password = format!("{user}-password");
+                    submit(f, &[("username", &user), ("password", &password)])
+                } else if let Some(f) = forms.iter().find(|f| f.fields.contains_key("allow")) {
+                    // django-oauth-toolkit's consent form: its "Authorize" button is
+                    // named `allow`; "Cancel" has no name.
+                    let mut fields = f.fields.clone();
+                    if self.consent == Consent::Deny {
+                        fields.remove("allow");
+                    }
+                    let chosen = Form {
+                        id: f.id.clone(),
+                        action: f.action.clone(),
+                        fields,
+                    };
+                    submit(&chosen, &[])
                 } else if let Some(f) = forms
                     .iter()
                     .find(|f| f.fields.get("prompt").is_some_and(|p| p == "consent"))
