@@ -71,7 +71,10 @@ pub fn status_line(account: &AccountStatus, time: &dyn Fn(WallTime) -> String) -
             last_refresh_attempt.map_or_else(|| "never".to_owned(), time)
         ),
     };
-    format!("{}: {text}", account.name)
+    match &account.warning {
+        Some(w) => format!("{}: {text}; warning: {w}", account.name),
+        None => format!("{}: {text}", account.name),
+    }
 }
 
 /// The version of `status -j`'s format; bumped when a field changes meaning or goes.
@@ -132,6 +135,12 @@ pub fn status_json(accounts: &[AccountStatus]) -> String {
                 |e| serde_json::json!({ "at": rfc3339(&e.at), "message": e.message }),
             );
             o.insert("last_error".into(), error);
+            o.insert(
+                "warning".into(),
+                a.warning
+                    .clone()
+                    .map_or(serde_json::Value::Null, Into::into),
+            );
             serde_json::Value::Object(o)
         })
         .collect();
@@ -272,6 +281,7 @@ mod tests {
                     user_code: Some("ABCD-EFGH".into()),
                 },
                 last_error: None,
+                warning: None,
             },
             AccountStatus {
                 name: "b".into(),
@@ -284,6 +294,7 @@ mod tests {
                     at: at(30),
                     message: "HTTP 503".into(),
                 }),
+                warning: None,
             },
         ];
         let v: serde_json::Value = serde_json::from_str(&status_json(&accounts)).unwrap();
@@ -304,6 +315,27 @@ mod tests {
     }
 
     #[test]
+    fn a_warning_follows_the_state() {
+        let mut a = AccountStatus {
+            name: "work".into(),
+            flow: "code".into(),
+            state: TokenStatus::Active {
+                obtained: at(0),
+                expires: at(3600),
+            },
+            last_error: None,
+            warning: Some("no refresh token came".into()),
+        };
+        assert!(status_line(&a, &utc).ends_with("; warning: no refresh token came"));
+        let v: serde_json::Value = serde_json::from_str(&status_json(&[a.clone()])).unwrap();
+        assert_eq!(v["accounts"][0]["warning"], "no refresh token came");
+        a.warning = None;
+        assert!(status_line(&a, &utc).ends_with(")"));
+        let v: serde_json::Value = serde_json::from_str(&status_json(&[a])).unwrap();
+        assert!(v["accounts"][0]["warning"].is_null());
+    }
+
+    #[test]
     fn status_lines() {
         let line = |state| {
             status_line(
@@ -312,6 +344,7 @@ mod tests {
                     flow: "code".into(),
                     state,
                     last_error: None,
+                    warning: None,
                 },
                 &utc,
             )

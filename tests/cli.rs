@@ -209,6 +209,7 @@ fn status_lines_in_local_time() {
                         expires: at(1_795_894_207),
                     },
                     last_error: None,
+                    warning: None,
                 },
                 AccountStatus {
                     name: "a".into(),
@@ -220,6 +221,7 @@ fn status_lines_in_local_time() {
                         }),
                     },
                     last_error: None,
+                    warning: None,
                 },
             ],
         },

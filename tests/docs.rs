@@ -1103,3 +1103,145 @@ fn tokens_survive_a_restart_with_the_gpg_recipe() {
         ".local/state/pizauth/tokens.gpg",
     );
 }
+
+/// The version is above the pizauth 1.1.0 this replaces (a script checking for at least
+/// 1.1.0 must accept it), and README.md names it in the migration notes.
+#[test]
+fn version_is_above_the_one_replaced() {
+    let version = env!("CARGO_PKG_VERSION");
+    let parts: Vec<u64> = version
+        .split('.')
+        .map(|p| p.parse().unwrap_or_else(|_| panic!("version {version}")))
+        .collect();
+    assert!(
+        parts.as_slice() > [1, 1, 0].as_slice(),
+        "version {version} is not above 1.1.0"
+    );
+    let readme = read("README.md");
+    assert!(
+        readme.contains(&format!("this is pizauth {version}")),
+        "README.md does not say this is pizauth {version}"
+    );
+}
+
+/// Every "SPEC.md section N" (or "SPEC.md N, M") cited in a comment of the code resolves
+/// to a section `## N.` of docs/SPEC.md, and the contract names the version.
+#[test]
+fn every_cited_spec_section_exists() {
+    let spec = read("docs/SPEC.md");
+    let sections: BTreeSet<u32> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .filter_map(|l| l.split_once('.'))
+        .filter_map(|(n, _)| n.parse().ok())
+        .collect();
+    assert!(
+        !sections.is_empty(),
+        "docs/SPEC.md has no numbered sections"
+    );
+    let mut cited = Vec::new();
+    let mut files = Vec::new();
+    for dir in ["src", "fsm", "io", "tests", "benches", "fuzz"] {
+        rust_files(&repo(dir), &mut files);
+    }
+    assert!(files.len() > 10, "found only {files:?}");
+    for file in &files {
+        let source = fs::read_to_string(file).unwrap_or_default();
+        for (at, _) in source.match_indices("SPEC.md") {
+            let rest = &source[at + "SPEC.md".len()..];
+            let rest = rest.strip_prefix(" section").unwrap_or(rest);
+            // The numbers that follow: "3", "3, 6, 7", "5: ...".
+            let mut numbers = Vec::new();
+            for part in rest.split(',') {
+                let digits: String = part
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                match digits.parse::<u32>() {
+                    Ok(n) => numbers.push(n),
+                    Err(_) => break,
+                }
+                if part.trim_start().len() > digits.len() {
+                    break;
+                }
+            }
+            for n in numbers {
+                cited.push((file.display().to_string(), n));
+            }
+        }
+    }
+    assert!(cited.len() >= 20, "only {} citations found", cited.len());
+    let missing: Vec<_> = cited
+        .iter()
+        .filter(|(_, n)| !sections.contains(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "cited sections missing from docs/SPEC.md: {missing:?}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        spec.contains(&format!("The version is {version}")),
+        "docs/SPEC.md does not name version {version}"
+    );
+}
+
+/// The `.rs` files under `dir`, skipping build output and dependencies.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        if path.is_dir() {
+            if !matches!(
+                name.to_str(),
+                Some("target" | "node_modules" | "corpus" | "artifacts")
+            ) {
+                rust_files(&path, out);
+            }
+        } else if path.extension() == Some(OsStr::new("rs")) {
+            out.push(path);
+        }
+    }
+}
+
+/// The accounts `docs/pizauth.conf.example` shows commented out parse once uncommented,
+/// as its text tells the user to do.
+#[test]
+fn the_commented_out_example_accounts_parse() {
+    let example = read("docs/pizauth.conf.example");
+    let mut inside = false;
+    let mut uncommented = 0;
+    let text: String = example
+        .lines()
+        .map(|l| {
+            if l.starts_with("// account \"") {
+                inside = true;
+                uncommented += 1;
+            }
+            let out = if inside {
+                l.strip_prefix("// ").unwrap_or(l)
+            } else {
+                l
+            };
+            if l == "// }" {
+                inside = false;
+            }
+            format!("{out}\n")
+        })
+        .collect();
+    assert!(
+        uncommented >= 4,
+        "only {uncommented} commented-out accounts"
+    );
+    let config = assert_parses_cleanly(&text, "docs/pizauth.conf.example, uncommented");
+    let oidc = config.account("oidc").expect("the account \"oidc\"");
+    assert_eq!(
+        oidc.client_auth,
+        Some(pizauth_fsm::config::ClientAuth::Basic)
+    );
+    assert_eq!(oidc.redirect_uri.as_str(), "http://127.0.0.1/");
+}

@@ -209,6 +209,9 @@ pub struct HttpRequest {
     /// An `application/x-www-form-urlencoded` body for `POST`, empty for `GET`; it holds
     /// secrets (codes, verifiers, refresh tokens, client secrets).
     pub body: Secret<Vec<u8>>,
+    /// The value of an `Authorization` header to send (`client_secret_basic`), if any;
+    /// it holds the client secret.
+    pub authorization: Option<Secret>,
     /// Give up (and report [`Input::HttpFailed`]) if the whole exchange takes longer.
     pub timeout: Duration,
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::config::Account;
+use crate::config::{Account, ClientAuth, Flow};
 use crate::event::{Entropy, HttpResponse};
 use crate::secret::Secret;
 
@@ -110,41 +110,128 @@ fn form(pairs: &[(&str, &str)]) -> Secret<Vec<u8>> {
     Secret::new(s.finish().into_bytes())
 }
 
-/// The body of an authorisation-code exchange (RFC 6749 4.1.3, RFC 7636 4.5).
+/// A request that authenticates the client: its form body and, with
+/// `client_secret_basic`, the value of its `Authorization` header. Both hold secrets.
+#[derive(Debug)]
+pub struct ClientRequest {
+    /// The `application/x-www-form-urlencoded` body.
+    pub body: Secret<Vec<u8>>,
+    /// `Basic base64(client_id ":" client_secret)`, each form-urlencoded first (RFC 6749
+    /// section 2.3.1), when the client authenticates with HTTP Basic.
+    pub authorization: Option<Secret>,
+}
+
+/// The client authentication method an account uses: `client_auth` if it is given; else,
+/// from its issuer's metadata (`token_endpoint_auth_methods_supported`, when known),
+/// `client_secret_post` if listed, else `client_secret_basic` if listed; else
+/// `client_secret_post`, as pizauth 1.1.0 always does.
+pub fn client_auth_method(
+    configured: Option<ClientAuth>,
+    metadata: Option<&Metadata>,
+) -> ClientAuth {
+    if let Some(method) = configured {
+        return method;
+    }
+    let supported = metadata.and_then(|m| m.token_endpoint_auth_methods.as_deref());
+    match supported {
+        Some(list)
+            if !list.iter().any(|m| m == "client_secret_post")
+                && list.iter().any(|m| m == "client_secret_basic") =>
+        {
+            ClientAuth::Basic
+        }
+        _ => ClientAuth::Post,
+    }
+}
+
+/// Adds the client's credentials to `pairs` (which name `client_id`) as `method` says. A
+/// client without a secret is a public client: it sends its `client_id` in the body
+/// whatever the method.
+fn authenticate<'a>(
+    mut pairs: Vec<(&'a str, &'a str)>,
+    client_id: &str,
+    client_secret: Option<&'a Secret>,
+    method: ClientAuth,
+) -> ClientRequest {
+    match (client_secret, method) {
+        (Some(secret), ClientAuth::Basic) => {
+            // RFC 6749 4.1.3: `client_id` goes in the body only for a client that does
+            // not authenticate; one method per request (section 2.3).
+            pairs.retain(|(k, _)| *k != "client_id");
+            let id = form(&[("", client_id)]);
+            let pass = form(&[("", secret.as_str())]);
+            // `form` writes "=value": skip the "=".
+            let mut plain = Vec::with_capacity(id.expose().len() + pass.expose().len());
+            plain.extend_from_slice(&id.expose()[1..]);
+            plain.push(b':');
+            plain.extend_from_slice(&pass.expose()[1..]);
+            let plain = Secret::new(plain);
+            let mut header = String::with_capacity(6 + plain.expose().len().div_ceil(3) * 4);
+            header.push_str("Basic ");
+            STANDARD.encode_string(plain.expose(), &mut header);
+            ClientRequest {
+                body: form(&pairs),
+                authorization: Some(Secret::new(header)),
+            }
+        }
+        (Some(secret), ClientAuth::Post) => {
+            pairs.push(("client_secret", secret.as_str()));
+            ClientRequest {
+                body: form(&pairs),
+                authorization: None,
+            }
+        }
+        (None, _) => ClientRequest {
+            body: form(&pairs),
+            authorization: None,
+        },
+    }
+}
+
+/// An authorisation-code exchange (RFC 6749 4.1.3, RFC 7636 4.5).
 pub fn code_exchange_body(
     account: &Account,
+    method: ClientAuth,
     code: &Secret,
     verifier: &Secret,
     redirect_uri: &Url,
-) -> Secret<Vec<u8>> {
-    let mut pairs = vec![
+) -> ClientRequest {
+    let pairs = vec![
         ("code", code.as_str()),
         ("client_id", account.client_id.as_str()),
         ("code_verifier", verifier.as_str()),
         ("redirect_uri", redirect_uri.as_str()),
         ("grant_type", "authorization_code"),
     ];
-    if let Some(s) = &account.client_secret {
-        pairs.push(("client_secret", s.as_str()));
-    }
-    form(&pairs)
+    authenticate(
+        pairs,
+        &account.client_id,
+        account.client_secret.as_ref(),
+        method,
+    )
 }
 
-/// The body of a refresh request (RFC 6749 section 6).
-pub fn refresh_body(account: &Account, refresh_token: &Secret) -> Secret<Vec<u8>> {
-    let mut pairs = vec![
+/// A refresh request (RFC 6749 section 6).
+pub fn refresh_body(
+    account: &Account,
+    method: ClientAuth,
+    refresh_token: &Secret,
+) -> ClientRequest {
+    let pairs = vec![
         ("client_id", account.client_id.as_str()),
         ("refresh_token", refresh_token.as_str()),
         ("grant_type", "refresh_token"),
     ];
-    if let Some(s) = &account.client_secret {
-        pairs.push(("client_secret", s.as_str()));
-    }
-    form(&pairs)
+    authenticate(
+        pairs,
+        &account.client_id,
+        account.client_secret.as_ref(),
+        method,
+    )
 }
 
-/// The body of a client-credentials request (RFC 6749 4.4.2).
-pub fn client_credentials_body(account: &Account) -> Secret<Vec<u8>> {
+/// A client-credentials request (RFC 6749 4.4.2).
+pub fn client_credentials_body(account: &Account, method: ClientAuth) -> ClientRequest {
     let scope = account.scopes.join(" ");
     let mut pairs = vec![
         ("grant_type", "client_credentials"),
@@ -153,58 +240,105 @@ pub fn client_credentials_body(account: &Account) -> Secret<Vec<u8>> {
     if !account.scopes.is_empty() {
         pairs.push(("scope", scope.as_str()));
     }
-    if let Some(s) = &account.client_secret {
-        pairs.push(("client_secret", s.as_str()));
-    }
-    form(&pairs)
+    authenticate(
+        pairs,
+        &account.client_id,
+        account.client_secret.as_ref(),
+        method,
+    )
 }
 
-/// The body of a device authorisation request (RFC 8628 3.1).
-pub fn device_request_body(account: &Account) -> Secret<Vec<u8>> {
+/// A device authorisation request (RFC 8628 3.1).
+pub fn device_request_body(account: &Account, method: ClientAuth) -> ClientRequest {
     let scope = account.scopes.join(" ");
     let mut pairs = vec![("client_id", account.client_id.as_str())];
     if !account.scopes.is_empty() {
         pairs.push(("scope", scope.as_str()));
     }
-    if let Some(s) = &account.client_secret {
-        pairs.push(("client_secret", s.as_str()));
-    }
-    form(&pairs)
+    authenticate(
+        pairs,
+        &account.client_id,
+        account.client_secret.as_ref(),
+        method,
+    )
 }
 
 /// The grant type of a device-flow token request (RFC 8628 3.4).
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-/// The body of a device-flow token request (RFC 8628 3.4).
-pub fn device_poll_body(account: &Account, device_code: &Secret) -> Secret<Vec<u8>> {
-    let mut pairs = vec![
+/// A device-flow token request (RFC 8628 3.4).
+pub fn device_poll_body(
+    account: &Account,
+    method: ClientAuth,
+    device_code: &Secret,
+) -> ClientRequest {
+    let pairs = vec![
         ("grant_type", DEVICE_GRANT),
         ("device_code", device_code.as_str()),
         ("client_id", account.client_id.as_str()),
     ];
-    if let Some(s) = &account.client_secret {
-        pairs.push(("client_secret", s.as_str()));
-    }
-    form(&pairs)
+    authenticate(
+        pairs,
+        &account.client_id,
+        account.client_secret.as_ref(),
+        method,
+    )
 }
 
-/// The body of a revocation request (RFC 7009 2.1). `hint` is `refresh_token` or
-/// `access_token`.
+/// A revocation request (RFC 7009 2.1). `hint` is `refresh_token` or `access_token`.
 pub fn revocation_body(
     client_id: &str,
     client_secret: Option<&Secret>,
+    method: ClientAuth,
     token: &Secret,
     hint: &str,
-) -> Secret<Vec<u8>> {
-    let mut pairs = vec![
+) -> ClientRequest {
+    let pairs = vec![
         ("token", token.as_str()),
         ("token_type_hint", hint),
         ("client_id", client_id),
     ];
-    if let Some(s) = client_secret {
-        pairs.push(("client_secret", s.as_str()));
+    authenticate(pairs, client_id, client_secret, method)
+}
+
+/// Why a redirect is refused by the mix-up defence of RFC 9207, if it is. `iss` is the
+/// redirect's `iss` parameter; `issuer` the account's configured issuer (without one there
+/// is nothing to compare with, and the check is off); `iss_promised` whether the issuer's
+/// metadata says `authorization_response_iss_parameter_supported` (then a redirect without
+/// `iss` is refused too, RFC 9207 section 2.4). Issuers are compared as parsed URLs, as
+/// the metadata's own `issuer` is.
+pub fn redirect_issuer_mismatch(
+    iss: Option<&str>,
+    issuer: Option<&Url>,
+    iss_promised: bool,
+) -> Option<String> {
+    let issuer = issuer?;
+    match iss {
+        Some(claimed) if Url::parse(claimed).ok().as_ref() == Some(issuer) => None,
+        Some(claimed) => Some(format!(
+            "the redirect names issuer '{}', not '{issuer}' (RFC 9207): the code was not used",
+            clean_provider_text(claimed)
+        )),
+        None if iss_promised => Some(format!(
+            "the redirect names no issuer, although the metadata of {issuer} says it would \
+             (RFC 9207): the code was not used"
+        )),
+        None => None,
     }
-    form(&pairs)
+}
+
+/// The warning for a token obtained without a refresh token although the account asked
+/// for `offline_access`: it cannot be refreshed and lapses at expiry. OpenID Connect
+/// providers hand out refresh tokens for `offline_access` only after a consent prompt
+/// (OpenID Connect Core section 11). Client credentials need no refresh token.
+pub fn no_refresh_token_warning(account: &Account, has_refresh_token: bool) -> Option<String> {
+    let asked = account.scopes.iter().any(|s| s == "offline_access");
+    (asked && !has_refresh_token && account.flow != Flow::ClientCredentials).then(|| {
+        "no refresh token came although offline_access was asked for: the token cannot be \
+         refreshed and lapses when it expires (with OpenID Connect, add \"prompt\": \
+         \"consent\" to auth_uri_fields)"
+            .to_owned()
+    })
 }
 
 /// A device authorisation response (RFC 8628 3.2).
@@ -268,6 +402,10 @@ pub struct Metadata {
     pub device_authorization_endpoint: Option<Arc<Url>>,
     /// `revocation_endpoint`.
     pub revocation_endpoint: Option<Arc<Url>>,
+    /// `token_endpoint_auth_methods_supported`, if given as a list of strings.
+    pub token_endpoint_auth_methods: Option<Vec<String>>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 section 3).
+    pub iss_parameter_supported: bool,
 }
 
 /// Where to fetch an issuer's metadata: RFC 8414 (the well-known path inserted before
@@ -325,6 +463,19 @@ pub fn parse_metadata(resp: &HttpResponse, issuer: &Url) -> Result<Metadata, Str
         token_endpoint: endpoint("token_endpoint")?,
         device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
         revocation_endpoint: endpoint("revocation_endpoint")?,
+        token_endpoint_auth_methods: obj
+            .get("token_endpoint_auth_methods_supported")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            }),
+        iss_parameter_supported: obj
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -663,5 +814,170 @@ mod tests {
         ))
         .unwrap_err();
         assert!(!e.to_string().contains("SECRETTOKEN"));
+    }
+
+    /// An account parsed from `extra` options (plus the endpoints and a client id).
+    fn account(extra: &str) -> Account {
+        let src = format!(
+            "account \"a\" {{ auth_uri = \"https://a.example/auth\"; token_uri = \
+             \"https://a.example/token\"; client_id = \"my client\"; {extra} }}"
+        );
+        let mut config = crate::Config::parse(&src, "test.conf").unwrap().config;
+        config.accounts.remove(0)
+    }
+
+    fn body_pairs(r: &ClientRequest) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(r.body.expose())
+            .into_owned()
+            .collect()
+    }
+
+    /// RFC 6749 2.3.1: Basic carries form-urlencoded id and secret, and then neither is in
+    /// the body; every request that authenticates the client does so the same way.
+    #[test]
+    fn basic_client_authentication_moves_the_credentials_to_a_header() {
+        let a = account(r#"client_secret = "s3:cr&t é";"#);
+        let rt = Secret::new("RT".to_owned());
+        let redirect = Url::parse("http://127.0.0.1:1/").unwrap();
+        let requests = [
+            refresh_body(&a, ClientAuth::Basic, &rt),
+            code_exchange_body(&a, ClientAuth::Basic, &rt, &rt, &redirect),
+            client_credentials_body(&a, ClientAuth::Basic),
+            device_request_body(&a, ClientAuth::Basic),
+            device_poll_body(&a, ClientAuth::Basic, &rt),
+            revocation_body(
+                "my client",
+                a.client_secret.as_ref(),
+                ClientAuth::Basic,
+                &rt,
+                "x",
+            ),
+        ];
+        for r in &requests {
+            let header = r.authorization.as_ref().expect("a Basic header");
+            let encoded = header.as_str().strip_prefix("Basic ").expect("Basic");
+            let plain = STANDARD.decode(encoded).unwrap();
+            assert_eq!(plain, b"my+client:s3%3Acr%26t+%C3%A9");
+            let pairs = body_pairs(r);
+            assert!(
+                pairs
+                    .iter()
+                    .all(|(k, _)| k != "client_id" && k != "client_secret"),
+                "{pairs:?}"
+            );
+        }
+        assert_eq!(
+            body_pairs(&requests[0]),
+            [
+                ("refresh_token".to_owned(), "RT".to_owned()),
+                ("grant_type".to_owned(), "refresh_token".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn post_client_authentication_is_the_body_as_before() {
+        let a = account(r#"client_secret = "sec";"#);
+        let r = refresh_body(&a, ClientAuth::Post, &Secret::new("RT".to_owned()));
+        assert!(r.authorization.is_none());
+        assert_eq!(
+            std::str::from_utf8(r.body.expose()).unwrap(),
+            "client_id=my+client&refresh_token=RT&grant_type=refresh_token&client_secret=sec"
+        );
+        // A public client sends its id in the body, whatever the method.
+        let public = account("");
+        for method in [ClientAuth::Basic, ClientAuth::Post] {
+            let r = client_credentials_body(&public, method);
+            assert!(r.authorization.is_none());
+            assert_eq!(
+                std::str::from_utf8(r.body.expose()).unwrap(),
+                "grant_type=client_credentials&client_id=my+client"
+            );
+        }
+    }
+
+    #[test]
+    fn the_method_is_configured_else_chosen_from_the_metadata() {
+        let listing = |methods: Option<&[&str]>| Metadata {
+            token_endpoint_auth_methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
+            ..Metadata::default()
+        };
+        let basic_only = listing(Some(&["client_secret_basic", "private_key_jwt"]));
+        let both = listing(Some(&["client_secret_basic", "client_secret_post"]));
+        let unlisted = listing(None);
+        let neither = listing(Some(&["private_key_jwt"]));
+        use ClientAuth::{Basic, Post};
+        assert_eq!(client_auth_method(None, None), Post);
+        assert_eq!(client_auth_method(None, Some(&basic_only)), Basic);
+        assert_eq!(client_auth_method(None, Some(&both)), Post);
+        assert_eq!(client_auth_method(None, Some(&unlisted)), Post);
+        assert_eq!(client_auth_method(None, Some(&neither)), Post);
+        assert_eq!(client_auth_method(Some(Post), Some(&basic_only)), Post);
+        assert_eq!(client_auth_method(Some(Basic), Some(&both)), Basic);
+        assert_eq!(client_auth_method(Some(Basic), None), Basic);
+    }
+
+    #[test]
+    fn metadata_gives_the_auth_methods_and_the_iss_promise() {
+        let issuer = Url::parse("https://id.example/").unwrap();
+        let m = parse_metadata(
+            &resp(
+                200,
+                r#"{"issuer":"https://id.example/","token_endpoint_auth_methods_supported":["client_secret_basic"],"authorization_response_iss_parameter_supported":true}"#,
+            ),
+            &issuer,
+        )
+        .unwrap();
+        assert_eq!(
+            m.token_endpoint_auth_methods.as_deref(),
+            Some(&["client_secret_basic".to_owned()][..])
+        );
+        assert!(m.iss_parameter_supported);
+        let m = parse_metadata(&resp(200, r#"{"issuer":"https://id.example/"}"#), &issuer).unwrap();
+        assert_eq!(m.token_endpoint_auth_methods, None);
+        assert!(!m.iss_parameter_supported);
+    }
+
+    /// RFC 9207: a redirect's `iss` must be the account's issuer; a missing one is refused
+    /// only when the metadata promised it; without an issuer there is nothing to compare.
+    #[test]
+    fn the_redirect_issuer_is_checked() {
+        let issuer = Url::parse("https://id.example/tenant").unwrap();
+        let i = Some(&issuer);
+        assert_eq!(
+            redirect_issuer_mismatch(Some("https://id.example/tenant"), i, true),
+            None
+        );
+        assert_eq!(redirect_issuer_mismatch(None, i, false), None);
+        assert_eq!(
+            redirect_issuer_mismatch(Some("https://evil.example/"), None, true),
+            None
+        );
+        assert_eq!(redirect_issuer_mismatch(None, None, true), None);
+        let why = redirect_issuer_mismatch(Some("https://evil.example/\x1b[0m"), i, false).unwrap();
+        assert!(
+            why.starts_with("the redirect names issuer 'https://evil.example/"),
+            "{why}"
+        );
+        assert!(!why.contains('\x1b'), "{why}");
+        let why = redirect_issuer_mismatch(None, i, true).unwrap();
+        assert!(why.contains("names no issuer"), "{why}");
+        assert!(redirect_issuer_mismatch(Some("https://id.example/tenant/x"), i, false).is_some());
+    }
+
+    #[test]
+    fn a_missing_refresh_token_is_a_warning_only_if_offline_access_was_asked() {
+        let offline = account(r#"scopes = ["mail", "offline_access"];"#);
+        let w = no_refresh_token_warning(&offline, false).unwrap();
+        assert!(w.contains("\"prompt\": \"consent\""), "{w}");
+        assert_eq!(no_refresh_token_warning(&offline, true), None);
+        assert_eq!(
+            no_refresh_token_warning(&account(r#"scopes = ["mail"];"#), false),
+            None
+        );
+        let cc = account(
+            r#"scopes = ["offline_access"]; auth_flow = client_credentials; client_secret = "s";"#,
+        );
+        assert_eq!(no_refresh_token_warning(&cc, false), None);
     }
 }

@@ -393,6 +393,10 @@ pub struct AccountStatus {
     pub state: TokenStatus,
     /// The last thing that went wrong for it (even if it has recovered since), if any.
     pub last_error: Option<LastError>,
+    /// Something wrong with the token it holds (no refresh token came although
+    /// `offline_access` was asked for), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The token state of an account as `status` reports it. Times are wall-clock; the client
@@ -580,6 +584,7 @@ mod tests {
                         last_refresh_attempt: None,
                     },
                     last_error: None,
+                    warning: None,
                 }],
             },
             Reply::Info {

@@ -62,6 +62,27 @@ pub struct Config {
     pub transient_error_if_cmd: Option<String>,
 }
 
+/// How the client authenticates itself to the provider (`client_auth`; RFC 6749 section
+/// 2.3.1), in every request that carries its secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: `client_id` and `client_secret` in an HTTP `Authorization:
+    /// Basic` header, and neither in the body.
+    Basic,
+    /// `client_secret_post`: both in the request body (what pizauth 1.1.0 does).
+    Post,
+}
+
+impl ClientAuth {
+    /// The name used in the config language and in provider metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::Basic => "client_secret_basic",
+            ClientAuth::Post => "client_secret_post",
+        }
+    }
+}
+
 /// How an account obtains its first token (`auth_flow`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Flow {
@@ -115,6 +136,9 @@ pub struct Account {
     pub client_secret: Option<Secret>,
     /// `client_secret_cmd`: a shell command whose trimmed stdout is the client secret.
     pub client_secret_cmd: Option<String>,
+    /// `client_auth`, if given; unset means: from the issuer's metadata, else
+    /// `client_secret_post` ([`crate::oauth::client_auth_method`]).
+    pub client_auth: Option<ClientAuth>,
     /// `scopes`, in order (may be empty).
     pub scopes: Arc<[String]>,
     /// `auth_uri_fields`, in order, keys may repeat; a deprecated `login_hint` is folded in

@@ -30,6 +30,8 @@ pub(super) enum Kind {
     UriFields,
     /// One of the authorisation flows: `code`, `device` or `client_credentials`.
     Flow,
+    /// A client authentication method: `client_secret_basic` or `client_secret_post`.
+    ClientAuth,
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::TextList => "a list of strings such as [\"a\", \"b\"]",
             Kind::UriFields => "a map of strings such as { \"key\": \"value\" }",
             Kind::Flow => "one of code, device or client_credentials",
+            Kind::ClientAuth => "client_secret_basic or client_secret_post",
         }
     }
 }
@@ -116,6 +119,7 @@ pub(super) const OPTIONS: &[OptionDef] = &[
     // checked in `validate::account`.
     def("auth_uri", Account, HttpUri, Optional),
     def("auth_uri_fields", Account, UriFields, Optional),
+    def("client_auth", Account, ClientAuth, Optional),
     def("client_id", Account, NonEmptyText, Mandatory),
     def("client_secret", Account, Text, Optional),
     def("client_secret_cmd", Account, NonEmptyText, Optional),

@@ -886,3 +886,24 @@ fn client_secret_and_client_secret_cmd_exclude_each_other() {
         "5:21: 'client_secret_cmd' must not be empty"
     );
 }
+
+#[test]
+fn client_auth_names_a_method_or_is_unset() {
+    let base = r#"account "a" { auth_uri = "https://a.example/auth"; token_uri = "https://a.example/token"; client_id = "c"; "#;
+    assert_eq!(the_account(&format!("{base}}}")).client_auth, None);
+    for (value, method) in [
+        ("client_secret_basic", ClientAuth::Basic),
+        ("client_secret_post", ClientAuth::Post),
+        ("\"client_secret_basic\"", ClientAuth::Basic),
+    ] {
+        let a = the_account(&format!("{base}client_auth = {value}; }}"));
+        assert_eq!(a.client_auth, Some(method), "{value}");
+    }
+    let e = error(&format!("{base}client_auth = private_key_jwt; }}"));
+    assert!(
+        e.contains(
+            "'client_auth' must be client_secret_basic or client_secret_post, not 'private_key_jwt'"
+        ),
+        "{e}"
+    );
+}

@@ -18,8 +18,9 @@ use super::diagnostic::{SourceMap, quote_string, quote_word};
 use super::options::{self, Kind, OptionDef, RESERVED_URI_FIELDS, Scope, Status};
 use super::syntax::{self, AccountBlock, Assignment, Item, Spanned, Text, Value, quote_name};
 use super::{
-    Account, Config, DEFAULT_AUTH_NOTIFY_INTERVAL, DEFAULT_LISTEN, DEFAULT_REDIRECT_URI,
-    Diagnostic, Diagnostics, Flow, MAX_CONFIG_BYTES, MAX_TIME, Parsed, Severity, Timing,
+    Account, ClientAuth, Config, DEFAULT_AUTH_NOTIFY_INTERVAL, DEFAULT_LISTEN,
+    DEFAULT_REDIRECT_URI, Diagnostic, Diagnostics, Flow, MAX_CONFIG_BYTES, MAX_TIME, Parsed,
+    Severity, Timing,
 };
 use crate::secret::Secret;
 
@@ -66,6 +67,7 @@ enum Typed<'a> {
     List(&'a [Text<'a>]),
     Map(&'a [(Text<'a>, Text<'a>)]),
     Flow(Flow),
+    ClientAuth(ClientAuth),
 }
 
 /// One option as given in one scope.
@@ -375,6 +377,10 @@ impl<'a> Validator<'a> {
             client_id: s.text("client_id")?,
             client_secret: s.text("client_secret").map(Secret::new),
             client_secret_cmd: s.text("client_secret_cmd"),
+            client_auth: match s.value("client_auth") {
+                Some(Typed::ClientAuth(a)) => Some(*a),
+                _ => None,
+            },
             scopes,
             auth_uri_fields: fields,
             redirect_uri,
@@ -530,6 +536,8 @@ impl<'a> Validator<'a> {
             }
             (Kind::Flow, Value::Word(w)) => flow(def, w),
             (Kind::Flow, Value::Str(w)) => flow(def, w),
+            (Kind::ClientAuth, Value::Word(w)) => client_auth(def, w),
+            (Kind::ClientAuth, Value::Str(w)) => client_auth(def, w),
             (kind, found) => Err(format!(
                 "{} must be {}, not {}",
                 name(),
@@ -553,6 +561,20 @@ fn flow<'a>(def: &OptionDef, w: &str) -> Result<Typed<'a>, String> {
         "code" => Ok(Typed::Flow(Flow::Code)),
         "device" => Ok(Typed::Flow(Flow::Device)),
         "client_credentials" => Ok(Typed::Flow(Flow::ClientCredentials)),
+        _ => Err(format!(
+            "{} must be {}, not {}",
+            quote_word(def.name),
+            def.kind.expected(),
+            quote_word(w)
+        )),
+    }
+}
+
+/// The value of `client_auth`.
+fn client_auth<'a>(def: &OptionDef, w: &str) -> Result<Typed<'a>, String> {
+    match w {
+        "client_secret_basic" => Ok(Typed::ClientAuth(ClientAuth::Basic)),
+        "client_secret_post" => Ok(Typed::ClientAuth(ClientAuth::Post)),
         _ => Err(format!(
             "{} must be {}, not {}",
             quote_word(def.name),

@@ -1,6 +1,7 @@
 //! Control requests from `pizauth` clients (SPEC.md section 3).
 
 use crate::event::{ClientId, Entropy, Level, Output};
+use crate::oauth;
 use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
@@ -237,6 +238,9 @@ impl Server {
                     last_error: slot.last_error.as_ref().map(|(at, message)| LastError {
                         at: now.wall_at(*at),
                         message: message.clone(),
+                    }),
+                    warning: slot.state.tokens().and_then(|t| {
+                        oauth::no_refresh_token_warning(&slot.config, t.refresh.is_some())
                     }),
                 })
             })

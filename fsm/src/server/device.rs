@@ -24,10 +24,12 @@ impl Server {
             return;
         };
         let timeout = self.tunables.http_timeout;
+        let req = oauth::device_request_body(&slot.config, self.client_auth(&slot.config));
         let http = HttpRequest {
             method: Method::Post,
             url,
-            body: oauth::device_request_body(&slot.config),
+            body: req.body,
+            authorization: req.authorization,
             timeout,
         };
         self.update(id, |_, _| {
@@ -147,10 +149,13 @@ impl Server {
         self.update(id, |s, state| match state {
             State::Device(Device::Polling(mut p)) => {
                 if let Some(slot) = s.accounts.get(&id) {
+                    let auth = s.client_auth(&slot.config);
+                    let req = oauth::device_poll_body(&slot.config, auth, &p.device_code);
                     http = Some(HttpRequest {
                         method: Method::Post,
                         url,
-                        body: oauth::device_poll_body(&slot.config, &p.device_code),
+                        body: req.body,
+                        authorization: req.authorization,
                         timeout,
                     });
                 }

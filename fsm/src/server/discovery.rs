@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::config::Flow;
+use crate::config::{Account, ClientAuth, Flow};
 use crate::event::{
     ClientId, Entropy, HttpRequest, HttpResponse, Level, Method, Output, RequestId, TransportError,
 };
@@ -180,6 +180,19 @@ impl Server {
         }
     }
 
+    /// The metadata of `config`'s issuer, if it has one and it is known.
+    pub(super) fn metadata(&self, config: &Account) -> Option<&Metadata> {
+        match self.issuers.get(config.issuer.as_ref()?.as_str()) {
+            Some(IssuerState::Known(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// How `config`'s client authenticates (`client_auth`, else from the metadata).
+    pub(super) fn client_auth(&self, config: &Account) -> ClientAuth {
+        oauth::client_auth_method(config.client_auth, self.metadata(config))
+    }
+
     /// Whether `id`'s issuer is being fetched (for `show` messages).
     pub(super) fn discovering(&self, id: AccountId) -> Option<String> {
         let issuer = self.accounts.get(&id)?.config.issuer.as_ref()?;
@@ -200,6 +213,7 @@ impl Server {
             method: Method::Get,
             url,
             body: Secret::new(Vec::new()),
+            authorization: None,
             timeout: self.tunables.http_timeout,
         };
         self.send_side(now, Side::Discovery { issuer, stage }, http);

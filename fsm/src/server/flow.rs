@@ -197,6 +197,15 @@ impl Server {
         if !redirect_matches(&p.redirect_uri, path, &pairs) {
             return (404, "pizauth: not found".into());
         }
+        if let Some(c) = self.accounts.get(&id).map(|s| &s.config) {
+            let promised = self.metadata(c).is_some_and(|m| m.iss_parameter_supported);
+            let issuer = c.issuer.as_deref();
+            if let Some(why) = oauth::redirect_issuer_mismatch(param("iss"), issuer, promised) {
+                let page = format!("pizauth: authorisation refused: {why}");
+                self.fail(now, id, format!("authorisation refused: {why}"));
+                return (400, page);
+            }
+        }
         if let Some(error) = param("error") {
             let mut why = format!(
                 "authorisation failed: {}",
@@ -264,18 +273,28 @@ impl Server {
         self.update(id, |s, state| match state {
             State::Exchanging(mut e) => {
                 if let Some(slot) = s.accounts.get(&id) {
-                    let body = match &e.grant {
+                    let auth = s.client_auth(&slot.config);
+                    let req = match &e.grant {
                         Grant::Code {
                             code,
                             verifier,
                             redirect_uri,
-                        } => oauth::code_exchange_body(&slot.config, code, verifier, redirect_uri),
-                        Grant::ClientCredentials => oauth::client_credentials_body(&slot.config),
+                        } => oauth::code_exchange_body(
+                            &slot.config,
+                            auth,
+                            code,
+                            verifier,
+                            redirect_uri,
+                        ),
+                        Grant::ClientCredentials => {
+                            oauth::client_credentials_body(&slot.config, auth)
+                        }
                     };
                     http = Some(HttpRequest {
                         method: Method::Post,
                         url,
-                        body,
+                        body: req.body,
+                        authorization: req.authorization,
                         timeout,
                     });
                 }

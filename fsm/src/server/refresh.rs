@@ -40,6 +40,11 @@ impl Server {
     /// Makes account `id` active with `tokens` (replacing whatever it was doing) and
     /// schedules its refresh.
     pub(super) fn install(&mut self, now: Now, id: AccountId, tokens: Tokens) {
+        if let Some(slot) = self.accounts.get(&id)
+            && let Some(w) = oauth::no_refresh_token_warning(&slot.config, tokens.refresh.is_some())
+        {
+            self.log(Level::Warn, format!("{}: {w}", slot.config.name));
+        }
         self.update(id, |_, _| {
             State::Active(Active {
                 tokens,
@@ -153,16 +158,18 @@ impl Server {
         let State::Active(a) = &slot.state else {
             return;
         };
-        let body = match &a.tokens.refresh {
-            Some(refresh_token) => oauth::refresh_body(&slot.config, refresh_token),
-            None => oauth::client_credentials_body(&slot.config),
+        let auth = self.client_auth(&slot.config);
+        let req = match &a.tokens.refresh {
+            Some(refresh_token) => oauth::refresh_body(&slot.config, auth, refresh_token),
+            None => oauth::client_credentials_body(&slot.config, auth),
         };
         let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;
         let http = HttpRequest {
             method: Method::Post,
             url,
-            body,
+            body: req.body,
+            authorization: req.authorization,
             timeout,
         };
         self.update(id, |_, state| match state {

@@ -67,15 +67,22 @@ impl Server {
                 return self.reply(job.client, Reply::Notice { message });
             }
         };
+        let auth = match self.accounts.get(&id) {
+            Some(slot) => self.client_auth(&slot.config),
+            None => oauth::client_auth_method(None, None),
+        };
+        let req = oauth::revocation_body(
+            &job.client_id,
+            job.client_secret.as_ref(),
+            auth,
+            &job.token,
+            job.hint,
+        );
         let http = HttpRequest {
             method: Method::Post,
             url,
-            body: oauth::revocation_body(
-                &job.client_id,
-                job.client_secret.as_ref(),
-                &job.token,
-                job.hint,
-            ),
+            body: req.body,
+            authorization: req.authorization,
             timeout: self.tunables.http_timeout,
         };
         self.send_side(now, Side::Revocation(job), http);

@@ -61,7 +61,11 @@ pub fn encode_request(req: &HttpRequest) -> Vec<u8> {
     // `Url::port` is `None` when the port is absent or the scheme's default, and
     // `host_str` already brackets IPv6 literals, so this is the RFC 9112 §3.2 `Host`.
     let host = url.host_str().unwrap_or_default();
-    let mut out = String::with_capacity(256);
+    // Room for everything up front (the header holding the client secret, and the body
+    // appended below), so that growing the buffer leaves no copy of a secret behind.
+    let auth = req.authorization.as_ref().map_or("", |a| a.as_str());
+    let room = 512 + host.len() + path.len() + url.query().map_or(0, str::len);
+    let mut out = String::with_capacity(room + auth.len() + req.body.expose().len());
     out.push_str(method);
     out.push(' ');
     out.push_str(path);
@@ -78,6 +82,11 @@ pub fn encode_request(req: &HttpRequest) -> Vec<u8> {
     out.push_str("\r\nUser-Agent: ");
     out.push_str(USER_AGENT);
     out.push_str("\r\nAccept: application/json\r\nConnection: keep-alive\r\n");
+    if !auth.is_empty() {
+        out.push_str("Authorization: ");
+        out.push_str(auth);
+        out.push_str("\r\n");
+    }
     let body = req.body.expose();
     if req.method == Method::Post {
         out.push_str("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ");

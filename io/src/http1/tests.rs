@@ -14,8 +14,22 @@ fn request(method: Method, url: &str, body: &str) -> HttpRequest {
         method,
         url: Url::parse(url).expect("url").into(),
         body: Secret::new(body.as_bytes().to_vec()),
+        authorization: None,
         timeout: Duration::from_secs(30),
     }
+}
+
+#[test]
+fn basic_client_authentication_is_a_header() {
+    let mut req = request(Method::Post, "https://a.example/token", "grant_type=x");
+    req.authorization = Some(Secret::new("Basic aWQ6c2VjcmV0".to_owned()));
+    let bytes = text(&encode_request(&req));
+    let head = bytes.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        head.lines()
+            .any(|l| l == "Authorization: Basic aWQ6c2VjcmV0"),
+        "{bytes}"
+    );
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -16,6 +16,7 @@ use crate::secret::Secret;
 use crate::time::{Instant, Now, WallTime};
 
 mod device;
+mod edges;
 mod endpoints;
 mod flows;
 mod props;
@@ -59,6 +60,7 @@ pub fn account(name: &str) -> Account {
         client_id: format!("client-{name}"),
         client_secret: None,
         client_secret_cmd: None,
+        client_auth: None,
         scopes: vec!["mail".into(), "offline_access".into()].into(),
         auth_uri_fields: Vec::new(),
         redirect_uri: Url::parse("http://localhost/").unwrap().into(),
