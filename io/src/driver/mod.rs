@@ -48,6 +48,10 @@ use timers::Timers;
 /// resolver wake nothing up).
 const ACCEPT_RETRY: Duration = Duration::from_millis(200);
 
+/// Connections held at once after which, once most have closed, the memory kept for them
+/// is given back.
+const COMPACT_AFTER: usize = 64;
+
 /// What a driver deadline is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Deadline {
@@ -548,6 +552,15 @@ impl Driver {
         while std::mem::take(&mut self.followups.accept) && !self.exiting {
             self.resume_accepting(now);
             self.handle_queued();
+        }
+        // After a burst of connections (a crowd of clients, a flood on a listener), once
+        // most are gone: give back what the slab and the allocator kept for them.
+        let peak = self.conns.peak();
+        if peak >= COMPACT_AFTER && self.conns.len() <= peak / 8 {
+            self.conns.compact();
+            self.ids.shrink_to_fit();
+            self.inputs.shrink_to_fit();
+            self.followups.trim = true;
         }
         if std::mem::take(&mut self.followups.trim) {
             os::release_free_memory();

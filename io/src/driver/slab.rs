@@ -6,6 +6,9 @@
 pub struct Slab<T> {
     entries: Vec<Option<T>>,
     free: Vec<usize>,
+    len: usize,
+    /// The most entries held at once since [`Slab::compact`].
+    peak: usize,
 }
 
 impl<T> Default for Slab<T> {
@@ -13,6 +16,8 @@ impl<T> Default for Slab<T> {
         Slab {
             entries: Vec::new(),
             free: Vec::new(),
+            len: 0,
+            peak: 0,
         }
     }
 }
@@ -20,6 +25,8 @@ impl<T> Default for Slab<T> {
 impl<T> Slab<T> {
     /// Stores `value` and returns its key.
     pub fn insert(&mut self, value: T) -> usize {
+        self.len += 1;
+        self.peak = self.peak.max(self.len);
         match self.free.pop() {
             Some(key) => {
                 self.entries[key] = Some(value);
@@ -36,6 +43,7 @@ impl<T> Slab<T> {
     pub fn remove(&mut self, key: usize) -> Option<T> {
         let value = self.entries.get_mut(key)?.take()?;
         self.free.push(key);
+        self.len -= 1;
         Some(value)
     }
 
@@ -45,6 +53,31 @@ impl<T> Slab<T> {
 
     pub fn get_mut(&mut self, key: usize) -> Option<&mut T> {
         self.entries.get_mut(key)?.as_mut()
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The most entries held at once since the last [`Slab::compact`].
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Gives back the memory of free entries past the last one in use (after a burst of
+    /// connections, the vector would otherwise keep room for all of them for good).
+    pub fn compact(&mut self) {
+        let used = self
+            .entries
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        self.entries.truncate(used);
+        self.entries.shrink_to_fit();
+        self.free.retain(|&k| k < used);
+        self.free.shrink_to_fit();
+        self.peak = self.len;
     }
 
     /// The entries with their keys.
@@ -72,5 +105,23 @@ mod tests {
         assert_eq!((c, s.get(c), s.get(b)), (a, Some(&"c"), Some(&"b")));
         assert_eq!(s.iter().map(|(_, v)| *v).collect::<Vec<_>>(), ["c", "b"]);
         assert_eq!(s.remove(99), None);
+    }
+
+    #[test]
+    fn compacting_keeps_the_entries_and_their_keys() {
+        let mut s = Slab::default();
+        let keys: Vec<usize> = (0..100).map(|i| s.insert(i)).collect();
+        assert_eq!((s.len(), s.peak()), (100, 100));
+        for &k in &keys[3..] {
+            s.remove(k);
+        }
+        s.remove(keys[1]);
+        s.compact();
+        assert_eq!((s.len(), s.peak()), (2, 2));
+        assert_eq!((s.get(keys[0]), s.get(keys[2])), (Some(&0), Some(&2)));
+        // The one free key left below the last entry is given out first, then new ones.
+        assert_eq!(s.insert(7), keys[1]);
+        assert_eq!(s.insert(8), 3);
+        assert_eq!(s.iter().count(), 4);
     }
 }
