@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod secret;
 pub mod server;
 pub mod time;
+pub mod timers;
 
 pub use config::{Account, Config};
 pub use event::{Entropy, Input, Output};

@@ -1,12 +1,6 @@
-//! A keyed timer queue: at most one deadline per key, earliest found in O(log n).
-//!
-//! The daemon must stay cheap with thousands of accounts, so finding the next deadline
-//! is a lookup of the first element of an ordered set, never a scan.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! What the core's deadlines are for: the keys of its [`crate::timers::Timers`] queue.
 
 use crate::event::{ChildId, ClientId, RequestId};
-use crate::time::Instant;
 
 use super::AccountId;
 
@@ -23,56 +17,13 @@ pub(crate) enum TimerKey {
     Waiter(ClientId),
 }
 
-/// The queue.
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
-    by_time: BTreeSet<(Instant, TimerKey)>,
-    by_key: BTreeMap<TimerKey, Instant>,
-}
-
-impl Timers {
-    /// Sets (`Some`) or clears (`None`) the deadline of `key`, replacing any previous one.
-    pub fn set(&mut self, key: TimerKey, at: Option<Instant>) {
-        if let Some(old) = self.by_key.remove(&key) {
-            self.by_time.remove(&(old, key));
-        }
-        if let Some(at) = at {
-            self.by_key.insert(key, at);
-            self.by_time.insert((at, key));
-        }
-    }
-
-    /// The earliest deadline.
-    pub fn next(&self) -> Option<Instant> {
-        self.by_time.first().map(|(at, _)| *at)
-    }
-
-    /// Removes and returns the earliest key due at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
-        let &(at, key) = self.by_time.first()?;
-        if at > now {
-            return None;
-        }
-        self.by_time.remove(&(at, key));
-        self.by_key.remove(&key);
-        Some(key)
-    }
-
-    /// The deadline of `key`, if set.
-    #[cfg(any(test, feature = "invariants"))]
-    pub fn get(&self, key: TimerKey) -> Option<Instant> {
-        self.by_key.get(&key).copied()
-    }
-
-    /// How many deadlines are set.
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-}
+/// The core's queue.
+pub(crate) type Timers = crate::timers::Timers<TimerKey>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Instant;
 
     #[test]
     fn earliest_first_and_replacement() {

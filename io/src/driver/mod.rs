@@ -5,7 +5,7 @@
 //! only queues it); then do the follow-up work the turn found (accept again once a
 //! connection closed at a cap or after running out of descriptors, give freed memory
 //! back); arm the boot-time timer to the earliest deadline (the core's, or one of the
-//! driver's own, all in one keyed queue: [`timers::Timers`]). Nothing calls back into
+//! driver's own, all in one keyed queue: [`Timers`]). Nothing calls back into
 //! itself: performing an output never accepts, reads or handles anything. Nothing wakes
 //! the loop periodically: an idle server sleeps in `epoll_wait` until a client, a
 //! signal, or a deadline needs it (the socket touch every 6 hours aside).
@@ -35,13 +35,12 @@ mod pool;
 mod redirect;
 mod slab;
 mod stream;
-mod timers;
 
 use control::ControlConn;
 use outgoing::Outgoing;
+use pizauth_fsm::timers::Timers;
 use redirect::RedirectConn;
 use slab::Slab;
-use timers::Timers;
 
 /// How long after running out of file descriptors the listeners are tried again, if no
 /// connection of ours closed in the meantime (descriptors freed by a command or by the

@@ -1,10 +1,14 @@
-//! The driver's deadlines, in one keyed queue (the shape of the core's): at most one
-//! deadline per key, the earliest found in O(log n), replaced or cleared by key alone, so
-//! no caller has to remember the old value.
+//! A keyed timer queue: at most one deadline per key, the earliest found in O(log n),
+//! replaced or cleared by key alone, so no caller has to remember the old value.
+//!
+//! The daemon must stay cheap with thousands of accounts, so finding the next deadline
+//! is a lookup of the first element of an ordered set, never a scan. The core keeps its
+//! deadlines in one (keyed by [`crate::server`]'s timer keys) and the driver its own (its
+//! connections' timeouts and its housekeeping) in another.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pizauth_fsm::Instant;
+use crate::time::Instant;
 
 /// The queue.
 #[derive(Debug)]
@@ -53,6 +57,16 @@ impl<K: Copy + Ord> Timers<K> {
     /// The deadline of `key`, if set.
     pub fn get(&self, key: K) -> Option<Instant> {
         self.by_key.get(&key).copied()
+    }
+
+    /// How many deadlines are set.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether no deadline is set.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
     }
 }
 
