@@ -59,6 +59,7 @@ fn status_field(pid: u32, key: &str) -> u64 {
 
 /// Sets the server's soft limit on open files (the hard one stays, so that the soft one
 /// can be raised again without privileges) and returns the old soft limit.
+#[cfg(target_os = "linux")]
 fn set_fd_limit(pid: u32, soft: u64) -> u64 {
     let mut old = libc::rlimit {
         rlim_cur: 0,
@@ -78,6 +79,12 @@ fn set_fd_limit(pid: u32, soft: u64) -> u64 {
     old.rlim_cur
 }
 
+/// prlimit is Linux's; the soak is skipped elsewhere.
+#[cfg(not(target_os = "linux"))]
+fn set_fd_limit(_pid: u32, _soft: u64) -> u64 {
+    unreachable!("the soak runs on Linux only")
+}
+
 /// How many accounts have a token, by `status -j`.
 fn active(sb: &Sandbox) -> usize {
     let run = sb.run(&["status", "-j"]);
@@ -87,7 +94,10 @@ fn active(sb: &Sandbox) -> usize {
         .map_or(0, |a| a.iter().filter(|a| a["state"] == "active").count())
 }
 
-#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "reads /proc and sets limits with prlimit, which only Linux has"
+)]
 #[test]
 fn soak_under_every_pressure_at_once() {
     common::raise_fd_limit();

@@ -181,6 +181,34 @@ fn https_token_endpoint_with_an_untrusted_certificate_is_refused() {
     sb.run(&["show", "-u", "work"]).fails(common::UNAVAILABLE);
 }
 
+/// A TLS set-up that failed (the bundle named by `SSL_CERT_FILE` could not be read: gone
+/// for a moment, or no descriptor left to read it with) is made again for the next
+/// request. It used to be kept, and every HTTPS token request failed until a restart.
+#[test]
+fn a_bundle_that_could_not_be_read_is_read_again_for_the_next_request() {
+    let ca = TestCa::new("late");
+    let auth = Provider::start();
+    let token = Provider::start_tls(ca.server_config.clone());
+    token.push([Reply::token(
+        "fake-access",
+        Some("fake-refresh"),
+        Some(3600),
+    )]);
+    let sb = with_token_endpoint("tls-late-bundle", &ca, &auth, &token);
+    // The bundle is read on the first HTTPS connection: take it away before that.
+    let bundle = sb.path("ca.pem");
+    std::fs::remove_file(&bundle).expect("remove the CA");
+    let visit = browser::visit(&sb.auth_url("work"), None).expect("browser flow");
+    assert_eq!(visit.page.status, 200);
+    let errors = sb.wait_lines("errors.log", 1);
+    assert!(errors[0].contains("cannot set up TLS"), "{errors:?}");
+    assert!(token.token_requests().is_empty());
+    // Back again: the next login's exchange reads it and gets through.
+    std::fs::write(&bundle, &ca.ca_pem).expect("write the CA");
+    sb.authorise("work", "fake-access");
+    assert_eq!(token.token_requests().len(), 1);
+}
+
 #[test]
 fn listeners_that_are_off() {
     let provider = Provider::start();

@@ -66,8 +66,8 @@ pub struct Client {
     slots: HashMap<ConnKey, usize>,
     /// Slots waiting for the resolver, by lookup id.
     resolving: HashMap<u64, usize>,
-    /// The TLS configuration, made on first use (or why it cannot be).
-    tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
+    /// The TLS configuration, made on the first use that succeeds.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for Client {
@@ -278,13 +278,19 @@ impl Driver {
     fn connected(&mut self, slot: usize) {
         let tls_config = match self.conns.get(slot) {
             Some(Conn::Outgoing(c)) if c.origin.https => {
-                match self.http_client.tls.get_or_insert_with(tls::client_config) {
-                    Ok(config) => Some(config.clone()),
-                    Err(e) => {
-                        let message = format!("cannot set up TLS: {e}");
-                        return self.fail_conn(slot, TransportErrorKind::Tls, message, false);
+                // Made once and kept; a failure (an unreadable $SSL_CERT_FILE, no
+                // descriptor left to read it with) is not kept, so the next request tries
+                // again once the cause has passed.
+                if self.http_client.tls.is_none() {
+                    match tls::client_config() {
+                        Ok(config) => self.http_client.tls = Some(config),
+                        Err(e) => {
+                            let message = format!("cannot set up TLS: {e}");
+                            return self.fail_conn(slot, TransportErrorKind::Tls, message, false);
+                        }
                     }
                 }
+                self.http_client.tls.clone()
             }
             _ => None,
         };
