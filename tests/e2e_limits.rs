@@ -522,3 +522,44 @@ fn a_config_file_of_1_mib_is_read_and_one_byte_more_is_refused() {
     ));
     sb.run(&["status"]).ok("more: No access token\n");
 }
+
+/// The connection caps add up to more descriptors than macOS (256) and OpenBSD (512)
+/// give a process by default: the server raises its soft limit to what they need, as far
+/// as the hard limit allows, and never lowers it.
+#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc, which only Linux has")]
+#[test]
+fn the_server_raises_its_limit_on_open_files_to_what_its_caps_need() {
+    let limits = |sb: &mut Sandbox| {
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/limits", sb.server_pid())).expect("limits");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("open files line")
+            .to_owned();
+        let mut numbers = line.split_whitespace().skip(3);
+        let soft: u64 = numbers.next().and_then(|n| n.parse().ok()).expect("soft");
+        let hard: u64 = numbers.next().and_then(|n| n.parse().ok()).expect("hard");
+        (soft, hard)
+    };
+    let provider = Provider::start();
+    let config = account("work", &provider, "");
+    let mut sb = Sandbox::new("fd-limit-raised");
+    sb.write_config(&config);
+    sb.start_with_fd_limits(256, 4096);
+    assert_eq!(limits(&mut sb), (1024, 4096));
+    let mut sb = Sandbox::new("fd-limit-high");
+    sb.write_config(&config);
+    sb.start_with_fd_limits(2048, 4096);
+    assert_eq!(limits(&mut sb), (2048, 4096), "never lowered");
+    let mut sb = Sandbox::new("fd-limit-capped");
+    sb.write_config(&config);
+    sb.start_with_fd_limits(256, 512);
+    assert_eq!(
+        limits(&mut sb),
+        (512, 512),
+        "as far as the hard limit allows"
+    );
+    let log = sb.log();
+    assert!(log.contains("the limit on open files is 512"), "{log}");
+}

@@ -257,17 +257,23 @@ impl Sandbox {
 
     /// [`Sandbox::start`] with the server's limit on open files set to `max_fds`.
     pub fn start_with_fd_limit(&mut self, max_fds: u64) {
+        self.start_with_fd_limits(max_fds, max_fds);
+    }
+
+    /// [`Sandbox::start`] with the server's soft and hard limits on open files set.
+    pub fn start_with_fd_limits(&mut self, soft: u64, hard: u64) {
         use std::os::unix::process::CommandExt;
         let mut command = self.server_command(Stdio::null());
         // rlim_t is unsigned on Linux and macOS, signed on the BSDs.
         #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
-        let max = libc::rlim_t::try_from(max_fds).unwrap_or(libc::rlim_t::MAX);
+        let limit = |n: u64| libc::rlim_t::try_from(n).unwrap_or(libc::rlim_t::MAX);
+        let (soft, hard) = (limit(soft), limit(hard));
         // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
         unsafe {
             command.pre_exec(move || {
                 let limit = libc::rlimit {
-                    rlim_cur: max,
-                    rlim_max: max,
+                    rlim_cur: soft,
+                    rlim_max: hard,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
                     Ok(())

@@ -111,6 +111,8 @@ impl std::error::Error for StartError {}
 /// terminal, and no thread or epoll instance exists yet (neither survives `fork`).
 pub struct Prepared {
     settings: Settings,
+    /// The soft limit on open descriptors after raising it, or why it could not be read.
+    descriptor_limit: io::Result<u64>,
     control: StdUnixListener,
     socket_file: SocketFile,
     http: Option<StdTcpListener>,
@@ -176,6 +178,8 @@ const REDIRECT_BACKLOG: libc::c_int = 1024;
 /// | `redirect_timeout_ms` | per redirect connection ([`Timeouts::redirect`], 10 s) |
 /// | `touch_every_ms` | touch the socket file ([`Timeouts::touch`], 6 h) |
 pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
+    // Room for every connection the caps allow, and the pipes of the commands running.
+    let descriptor_limit = os::raise_descriptor_limit(DESCRIPTORS_WANTED);
     // The socket first: a second server is refused before it runs any command (a
     // `client_secret_cmd` may ask for a passphrase).
     let control = bind_control(&settings.socket_path)?;
@@ -193,6 +197,7 @@ pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
     let (tunables, timeouts) = tunables_from_env();
     Ok(Prepared {
         settings,
+        descriptor_limit,
         control,
         socket_file,
         http,
@@ -201,6 +206,19 @@ pub fn prepare(mut settings: Settings) -> Result<Prepared, StartError> {
         timeouts,
     })
 }
+
+/// Descriptors the server may need at once: its connection caps (512 control, 128 per
+/// redirect listener, 32 outgoing), two pipes for each of the 32 commands that may run,
+/// and a margin for its own (listeners, poller, timer, signals, log): Linux's default.
+const DESCRIPTORS_WANTED: u64 = 1024;
+const _: () = assert!(
+    control::MAX_CONTROL_CONNS
+        + 2 * redirect::MAX_REDIRECT_CONNS
+        + outgoing::MAX_OUTGOING
+        + 2 * 32
+        + 64
+        <= DESCRIPTORS_WANTED as usize
+);
 
 /// Runs each account's `client_secret_cmd` (before daemonising, so a passphrase prompt
 /// still has the terminal) and fills in its secret; a failure names the account.
@@ -501,6 +519,20 @@ impl Driver {
             .set(Deadline::Touch, Some(now.boot + p.timeouts.touch));
         if let Err(e) = core_dumps {
             driver.log(Level::Warn, &format!("cannot disable core dumps: {e}"));
+        }
+        match p.descriptor_limit {
+            Ok(n) if n < DESCRIPTORS_WANTED => driver.log(
+                Level::Warn,
+                &format!(
+                    "the limit on open files is {n}, below the {DESCRIPTORS_WANTED} the \
+                     connection limits can use: under load, connections wait"
+                ),
+            ),
+            Ok(_) => (),
+            Err(e) => driver.log(
+                Level::Warn,
+                &format!("cannot read the limit on open files: {e}"),
+            ),
         }
         Ok(driver)
     }

@@ -151,17 +151,55 @@ pub fn peer_uid(socket: impl AsFd) -> io::Result<u32> {
 
 /// Whether the peer of a connected stream socket has closed both directions (not just
 /// shut down its writing half, as a control client does once its request is sent): it
-/// will read no reply. Asked without waiting (`poll` with `POLLHUP`).
+/// will read no reply. Asked without waiting: `poll` reports `POLLHUP` once the socket
+/// can neither receive nor send. It is asked about writing, because macOS's poll watches
+/// only the events asked for (with none it reports nothing), and it turns an end of the
+/// sending side, which only the peer's close causes, into `POLLHUP`; asking about reading
+/// would report the half-close of every client as a hang-up there.
 pub fn hung_up(socket: impl AsFd) -> bool {
     let mut p = libc::pollfd {
         fd: socket.as_fd().as_raw_fd(),
-        events: 0,
+        events: libc::POLLOUT,
         revents: 0,
     };
     // SAFETY: `p` is one valid, writable pollfd whose descriptor is open for the duration
     // of the call (it is borrowed); a zero timeout never blocks.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Raises this process's soft limit on open descriptors to `want`, as far as its hard
+/// limit allows (it never lowers it), and returns the soft limit then in force. Linux
+/// starts processes with 1,024; macOS with 256 and OpenBSD's default class with 512,
+/// fewer than the server's connection caps add up to.
+pub fn raise_descriptor_limit(want: u64) -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // rlim_t is unsigned on Linux and macOS and signed on the BSDs, where a negative
+    // value (RLIM_INFINITY is not one) does not occur.
+    #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+    let (soft, hard) = (
+        u64::try_from(limit.rlim_cur).unwrap_or(0),
+        u64::try_from(limit.rlim_max).unwrap_or(0),
+    );
+    let target = want.min(hard);
+    if soft >= target {
+        return Ok(soft);
+    }
+    #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+    let raised = libc::rlim_t::try_from(target).unwrap_or(limit.rlim_max);
+    limit.rlim_cur = raised;
+    // SAFETY: `limit` is a valid rlimit that the call only reads.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(target)
 }
 
 /// Tells systemd the service is ready (`READY=1`), if it asked to be told: when

@@ -241,6 +241,19 @@ fn kill_reaches_the_whole_process_group() {
 }
 
 #[test]
+fn a_peer_that_only_shut_down_its_writing_half_has_not_hung_up() {
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    assert!(!hung_up(&ours), "connected");
+    // What every control client does once its request is sent.
+    theirs
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    assert!(!hung_up(&ours), "half-closed: still waiting for its reply");
+    drop(theirs);
+    assert!(hung_up(&ours), "closed: gone");
+}
+
+#[test]
 fn peer_uid_of_a_socketpair_is_ours() {
     let (a, b) = UnixStream::pair().expect("socketpair");
     assert_eq!(peer_uid(&a).expect("peer uid"), getuid());

@@ -143,8 +143,10 @@ fn wait_connected(fd: libc::c_int, timeout: std::time::Duration) -> io::Result<(
         events: libc::POLLOUT,
         revents: 0,
     };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    let deadline = std::time::Instant::now() + timeout;
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: one valid, writable pollfd of an open descriptor.
         let n = unsafe { libc::poll(&mut p, 1, ms) };
         if n > 0 {
@@ -210,26 +212,39 @@ mod openbsd {
     /// without `unveil`, so neither can be widened again:
     /// - the config file, read again on `reload`: `r`;
     /// - the control socket: `rwc` (touched every 6 hours, removed at exit);
-    /// - the shells commands run through, `$SHELL` and `/bin/sh`: `rx`;
+    /// - the shells commands run through, `$SHELL` and `/bin/sh`: `rx`, and the run-time
+    ///   linker a dynamically linked shell needs: `r`;
     /// - `$SSL_CERT_FILE`, if set, read when the first TLS connection is made: `r`;
     /// - the resolver's files, for host names of token endpoints: `r`;
     /// - syslog's socket: `rw`.
     pub(super) fn confine(config: &Path, socket: &Path) -> io::Result<()> {
         unveil(config.as_os_str(), c"r")?;
         unveil(socket.as_os_str(), c"rwc")?;
+        // Optional paths: one that does not exist (a $SHELL or $SSL_CERT_FILE in a
+        // directory that is not there) is left out rather than failing the start.
+        let mut optional: Vec<(std::ffi::OsString, &CStr)> = Vec::new();
         if let Some(shell) = std::env::var_os("SHELL").filter(|s| !s.is_empty()) {
-            unveil(&shell, c"rx")?;
+            optional.push((shell, c"rx"));
         }
-        unveil(OsStr::new("/bin/sh"), c"rx")?;
+        optional.push(("/bin/sh".into(), c"rx"));
+        // The run-time linker: exec looks a dynamically linked program's interpreter up
+        // before it clears the unveiled paths (a $SHELL from ports, bash or zsh, is one).
+        optional.push(("/usr/libexec/ld.so".into(), c"r"));
         if let Some(bundle) = std::env::var_os(crate::tls::SSL_CERT_FILE).filter(|s| !s.is_empty())
         {
-            unveil(&bundle, c"r")?;
+            optional.push((bundle, c"r"));
         }
         for file in ["/etc/resolv.conf", "/etc/hosts"] {
-            unveil(OsStr::new(file), c"r")?;
+            optional.push((file.into(), c"r"));
         }
         // syslog's socket, should the logger have to connect again.
-        unveil(OsStr::new("/dev/log"), c"rw")?;
+        optional.push(("/dev/log".into(), c"rw"));
+        for (path, permissions) in optional {
+            match unveil(&path, permissions) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => (),
+                other => other?,
+            }
+        }
         // SAFETY: two null pointers lock the list of unveiled paths, as unveil(2) says.
         if unsafe { libc::unveil(std::ptr::null(), std::ptr::null()) } != 0 {
             return Err(io::Error::last_os_error());
