@@ -135,6 +135,10 @@ pub(crate) enum Step {
     InFlight(InFlight),
     /// Waiting to send again at this instant.
     RetryAt(Instant),
+    /// Waiting for the issuer's metadata to name the endpoint; sent the moment it
+    /// arrives. The account is in that issuer's queue, and the fetch has its own
+    /// deadline.
+    Discovering,
 }
 
 impl Step {
@@ -142,7 +146,7 @@ impl Step {
     pub fn in_flight(&self) -> Option<InFlight> {
         match self {
             Step::InFlight(f) => Some(*f),
-            Step::RetryAt(_) => None,
+            Step::RetryAt(_) | Step::Discovering => None,
         }
     }
 }
@@ -223,10 +227,10 @@ impl State {
         match self {
             State::Unauthorised | State::Failed(_) => None,
             State::Pending(p) => p.next_notify,
-            State::Exchanging(e) => Some(e.step.deadline()),
+            State::Exchanging(e) => e.step.deadline(),
             State::Device(Device::Requesting(f)) => Some(f.deadline),
             State::Device(Device::Polling(p)) => {
-                [Some(p.step.deadline()), p.next_notify, Some(p.expires)]
+                [p.step.deadline(), p.next_notify, Some(p.expires)]
                     .into_iter()
                     .flatten()
                     .min()
@@ -336,11 +340,12 @@ fn token_status(now: Now, t: &Tokens, last_attempt: Option<Instant>) -> TokenSta
 }
 
 impl Step {
-    /// When this step next needs attention.
-    pub fn deadline(&self) -> Instant {
+    /// When this step next needs attention (`None`: when the metadata arrives).
+    pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Step::InFlight(f) => f.deadline,
-            Step::RetryAt(t) => *t,
+            Step::InFlight(f) => Some(f.deadline),
+            Step::RetryAt(t) => Some(*t),
+            Step::Discovering => None,
         }
     }
 }

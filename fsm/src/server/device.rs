@@ -130,7 +130,7 @@ impl Server {
                 let timeout = self.no_answer(" from the token endpoint");
                 self.poll_finished(now, id, f, Err(timeout));
             }
-            _ => (),
+            Step::RetryAt(_) | Step::InFlight(_) | Step::Discovering => (),
         }
     }
 

@@ -78,6 +78,10 @@ pub(crate) enum Want {
     Authorise,
     /// Refresh the token.
     Refresh,
+    /// Send the exchange of an `Exchanging` account waiting in [`Step::Discovering`].
+    ///
+    /// [`Step::Discovering`]: super::account::Step::Discovering
+    Exchange,
     /// Revoke a token at the provider.
     Revoke(RevokeJob),
 }
@@ -171,7 +175,9 @@ impl Server {
                 *w == id
                     && matches!(
                         (x, &want),
-                        (Want::Authorise, Want::Authorise) | (Want::Refresh, Want::Refresh)
+                        (Want::Authorise, Want::Authorise)
+                            | (Want::Refresh, Want::Refresh)
+                            | (Want::Exchange, Want::Exchange)
                     )
             });
             if !duplicate {
@@ -286,6 +292,11 @@ impl Server {
                     }
                 }
                 Want::Refresh => self.start_refresh(now, id),
+                Want::Exchange => {
+                    if self.exchange_discovering(id) {
+                        self.send_exchange(now, id);
+                    }
+                }
                 Want::Revoke(job) => self.send_revocation(now, job),
             }
         }
@@ -306,6 +317,11 @@ impl Server {
                         Some(State::Unauthorised | State::Failed(_))
                     ) {
                         self.fail(now, id, why.clone());
+                    }
+                }
+                Want::Exchange => {
+                    if self.exchange_discovering(id) {
+                        self.discovery_failed_for_exchange(now, id, &why);
                     }
                 }
                 Want::Refresh => {

@@ -241,12 +241,20 @@ impl Server {
     }
 
     /// Sends (or re-sends) the exchange of an `Exchanging` account.
-    fn send_exchange(&mut self, now: Now, id: AccountId) {
+    pub(super) fn send_exchange(&mut self, now: Now, id: AccountId) {
         let url = match self.resolve(now, id, Which::Token) {
             Resolved::Url(u) => u,
-            Resolved::Discovering(_) => {
-                // Only after a failure forgot the metadata: try again shortly.
-                return self.retry_exchange_later(now, id);
+            Resolved::Discovering(issuer) => {
+                // The token endpoint comes from the issuer's metadata: send the exchange
+                // the moment it arrives.
+                self.update(id, |_, state| match state {
+                    State::Exchanging(mut e) => {
+                        e.step = Step::Discovering;
+                        State::Exchanging(e)
+                    }
+                    other => other,
+                });
+                return self.await_issuer(&issuer, id, Want::Exchange);
             }
             Resolved::Missing(why) => return self.fail(now, id, why),
         };
@@ -286,6 +294,43 @@ impl Server {
         }
     }
 
+    /// Whether account `id` is exchanging and waits for its issuer's metadata.
+    pub(super) fn exchange_discovering(&self, id: AccountId) -> bool {
+        matches!(
+            self.accounts.get(&id).map(|s| &s.state),
+            Some(State::Exchanging(e)) if e.step == Step::Discovering
+        )
+    }
+
+    /// The metadata an exchange waited for could not be fetched: that counts as a failed
+    /// attempt (the code is kept for the next one, `exchange_retry_delay` later).
+    pub(super) fn discovery_failed_for_exchange(&mut self, now: Now, id: AccountId, why: &str) {
+        let tries = self.tunables.exchange_tries;
+        let mut attempt = 0;
+        self.update(id, |_, state| match state {
+            State::Exchanging(mut e) => {
+                e.attempt += 1;
+                attempt = e.attempt;
+                State::Exchanging(e)
+            }
+            other => other,
+        });
+        let what = self.exchange_what(id);
+        if attempt >= tries {
+            return self.fail(
+                now,
+                id,
+                format!("{what} failed after {attempt} tries: {why}"),
+            );
+        }
+        let name = self.name_of(id).to_owned();
+        self.log(
+            Level::Warn,
+            format!("{name}: {what} failed ({why}); retrying"),
+        );
+        self.retry_exchange_later(now, id);
+    }
+
     /// An exchanging account's deadline: a retry is due, or the request timed out.
     pub(super) fn exchange_due(&mut self, now: Now, id: AccountId) {
         let step = match self.accounts.get(&id).map(|s| &s.state) {
@@ -294,6 +339,7 @@ impl Server {
         };
         match step {
             Step::RetryAt(_) => self.send_exchange(now, id),
+            Step::Discovering => (),
             Step::InFlight(f) => {
                 let timeout = self.no_answer(" from the token endpoint");
                 self.exchange_finished(now, id, f, Err(timeout));
@@ -382,7 +428,7 @@ impl Server {
     }
 
     /// Sends the exchange again after `exchange_retry_delay`.
-    fn retry_exchange_later(&mut self, now: Now, id: AccountId) {
+    pub(super) fn retry_exchange_later(&mut self, now: Now, id: AccountId) {
         let at = now.boot + self.tunables.exchange_retry_delay;
         self.update(id, |_, state| match state {
             State::Exchanging(mut x) => {

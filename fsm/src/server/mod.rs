@@ -20,6 +20,8 @@ mod control;
 mod device;
 mod discovery;
 mod flow;
+#[cfg(any(test, feature = "invariants"))]
+mod liveness;
 mod refresh;
 mod reload;
 mod revoke;
@@ -467,8 +469,10 @@ impl Server {
             );
             if work_pending && slot.state.deadline().is_none() {
                 // Only a running transient check may leave an active account without a
-                // deadline, and that child then has its own.
+                // deadline, and that child then has its own; an exchange waiting for its
+                // issuer's metadata waits for that fetch's deadline (see liveness.rs).
                 match &slot.state {
+                    State::Exchanging(e) if e.step == account::Step::Discovering => (),
                     State::Active(account::Active {
                         next: account::Next::Checking(c),
                         ..
@@ -480,6 +484,7 @@ impl Server {
                     _ => panic!("{}: work pending without a deadline", slot.config.name),
                 }
             }
+            self.check_liveness(*id, slot);
         }
         assert_eq!(self.by_name.len(), self.accounts.len(), "name index size");
         assert_eq!(self.pending.len(), pending_seen, "stale pending entries");

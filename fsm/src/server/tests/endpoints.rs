@@ -214,3 +214,39 @@ fn revoke_without_a_revocation_endpoint_is_local_as_before() {
     assert!(matches!(reply, Reply::Done));
     assert!(http_requests(&out).is_empty());
 }
+
+/// Case 1 of issue 12: an `issuer` with an explicit `auth_uri` learns its token endpoint
+/// only when the code comes back. The exchange used to wait six seconds on a timer it had
+/// not earned (and, with discovery failing, fetched the metadata every six seconds for
+/// ever without counting an attempt); it now waits for the metadata and is sent the
+/// moment it arrives.
+#[test]
+fn an_explicit_auth_uri_exchanges_the_code_as_soon_as_the_token_endpoint_is_discovered() {
+    let mut a = issuer_account("a");
+    a.auth_uri = Some(
+        Url::parse("https://id.example/tenant/authorize")
+            .unwrap()
+            .into(),
+    );
+    let mut sim = Sim::new(config(vec![a]));
+    let url = sim.show_text("a").unwrap_err();
+    assert!(
+        url.contains("with URL https://id.example/tenant/authorize?"),
+        "{url}"
+    );
+    let state = query_param(url.rsplit(' ').next().unwrap(), "state").unwrap();
+    let (status, _, out) = sim.redirect(&format!("/?state={state}&code=the-code"));
+    assert_eq!(status, 200);
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    let out = sim.respond(id, 200, METADATA);
+    let (id, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
+    assert!(form(http).contains(&("code".into(), "the-code".into())));
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"AT","token_type":"bearer","expires_in":3600}"#,
+    );
+    assert_eq!(sim.show_text("a"), Ok("AT".into()));
+}
