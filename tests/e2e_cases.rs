@@ -4,8 +4,46 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::provider::{Provider, Reply};
-use common::{PROCESSING_PAGE, Sandbox, browser};
+use common::{PROCESSING_PAGE, Sandbox, WAIT, account, append_cmd, browser, wait_for};
+
+/// A sandbox whose code-flow account `work` has these extra options, authorised with
+/// `fake-access-1` and `fake-refresh-1` living `expires_in` s; the token endpoint
+/// answers the refreshes that follow with `then`. `error_notify_cmd` writes to
+/// `errors.log`.
+fn authorised(
+    name: &str,
+    provider: &Provider,
+    options: &str,
+    expires_in: u64,
+    then: impl IntoIterator<Item = Reply>,
+) -> Sandbox {
+    let mut sb = Sandbox::new(name);
+    let errors = sb.path("errors.log");
+    sb.write_config(&format!(
+        "error_notify_cmd = \"{}\";\n{}",
+        append_cmd(&errors, "$PIZAUTH_ACCOUNT|$PIZAUTH_MSG"),
+        account("work", provider, options)
+    ));
+    sb.set_env("PIZAUTH_TEST_TUNABLES", "http_timeout_ms=1000");
+    sb.start();
+    provider.push([Reply::token(
+        "fake-access-1",
+        Some("fake-refresh-1"),
+        Some(expires_in),
+    )]);
+    provider.push(then);
+    sb.authorise("work", "fake-access-1");
+    sb
+}
+
+/// The gaps between the token requests the provider received.
+fn gaps(provider: &Provider) -> Vec<Duration> {
+    let at: Vec<_> = provider.token_requests().iter().map(|r| r.at).collect();
+    at.windows(2).map(|w| w[1].duration_since(w[0])).collect()
+}
 
 /// The metadata document of `issuer`, naming the provider's endpoints.
 fn metadata(provider: &Provider, issuer: &str) -> Reply {
@@ -50,4 +88,161 @@ fn case1_explicit_auth_uri_with_a_discovered_token_endpoint() {
     let tokens = provider.token_requests();
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0].field("grant_type"), Some("authorization_code"));
+}
+
+/// Case 3: client credentials after a failure. A `show` right after a 503 sends nothing
+/// and says why; only `refresh_retry` later is the provider asked again. With a wrong
+/// secret, `show` names the provider's `invalid_client`.
+#[test]
+fn case3_client_credentials_after_a_failure() {
+    let provider = Provider::start();
+    let mut sb = Sandbox::new("case3");
+    sb.write_config(&format!(
+        "account \"svc\" {{\n    auth_flow = client_credentials;\n    token_uri = \"{}\";\n    \
+         client_id = \"client-svc\";\n    client_secret = \"wrong-secret\";\n    \
+         refresh_retry = 2s;\n}}\n",
+        provider.url("/token")
+    ));
+    sb.start();
+    provider.push([Reply::json(503, "{}")]);
+    provider.set_fallback(Reply::oauth_error(401, "invalid_client", "bad secret"));
+    sb.run(&["show", "svc"]);
+    provider.wait_token_requests(1);
+    let why = "ERROR Access token unavailable: requesting a token with the client credentials \
+               failed: token endpoint answered HTTP 503 (temporary)\n";
+    wait_for("show to name the 503", WAIT, || {
+        (sb.run(&["show", "svc"]).stderr == why).then_some(())
+    });
+    for _ in 0..5 {
+        sb.run(&["show", "svc"]);
+    }
+    let refused = "ERROR Access token unavailable: requesting a token with the client \
+                   credentials failed: token endpoint answered HTTP 401: invalid_client (bad secret)\n";
+    wait_for("show to name invalid_client", WAIT, || {
+        (sb.run(&["show", "svc"]).stderr == refused).then_some(())
+    });
+    for _ in 0..10 {
+        sb.run(&["show", "svc"]).fails(refused);
+    }
+    // However often show ran, requests came at least refresh_retry apart.
+    let gaps = gaps(&provider);
+    assert!(!gaps.is_empty());
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(1900)),
+        "{gaps:?}"
+    );
+}
+
+/// Case 6: one odd answer to a refresh (a CDN's 520 to 524, a 200 HTML maintenance page,
+/// a body cut short) dropped the token the user held. They are hiccups now: the token
+/// stays and the refresh is retried after `refresh_retry`.
+#[test]
+fn case6_odd_answers_to_a_refresh_keep_the_token() {
+    let provider = Provider::start();
+    let html = Reply::Respond {
+        status: 200,
+        headers: vec![("Content-Type".into(), "text/html".into())],
+        body: "<html>down for maintenance</html>".into(),
+    };
+    let sb = authorised(
+        "case6",
+        &provider,
+        "    refresh_at_least = 1s;\n    refresh_retry = 1s;",
+        3600,
+        [
+            Reply::json(520, ""),
+            html,
+            Reply::CloseMidBody,
+            Reply::json(524, "<html>timeout</html>"),
+            Reply::token("fake-access-2", None, Some(3600)),
+        ],
+    );
+    for n in 2..=5 {
+        provider.wait_token_requests(n);
+        sb.run(&["show", "work"]).ok("fake-access-1\n");
+    }
+    sb.wait_token("work", "fake-access-2");
+    let requests = provider.token_requests();
+    // The refresh token was never lost.
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|r| r.field("refresh_token") == Some("fake-refresh-1"))
+    );
+    assert!(
+        !sb.read("errors.log").contains("work|"),
+        "{}",
+        sb.read("errors.log")
+    );
+}
+
+/// Case 7: `expires_in: 0` gave one refresh a second for ever, and `show` never handed
+/// out a token. Such an answer gives no usable token: the old token is kept, and the
+/// provider is asked once per `refresh_retry`.
+#[test]
+fn case7_expires_in_zero_is_asked_for_once_per_refresh_retry() {
+    let provider = Provider::start();
+    provider.set_fallback(Reply::token(
+        "fake-access-0",
+        Some("fake-refresh-0"),
+        Some(0),
+    ));
+    let sb = authorised(
+        "case7",
+        &provider,
+        "    refresh_at_least = 1s;\n    refresh_retry = 2s;",
+        3600,
+        [],
+    );
+    provider.wait_token_requests(4);
+    sb.run(&["show", "work"]).ok("fake-access-1\n");
+    let gaps = gaps(&provider);
+    // The exchange, then the refresh a second later; then refresh_retry apart.
+    assert!(
+        gaps[1..].iter().all(|g| *g >= Duration::from_millis(1900)),
+        "{gaps:?}"
+    );
+}
+
+/// Case 8: a provider's `access_token` with control characters was printed raw by
+/// `show`. It is a malformed answer: the exchange fails and says so, and a refresh
+/// answering so keeps the old token.
+#[test]
+fn case8_a_token_with_control_characters_is_never_printed() {
+    let provider = Provider::start();
+    let evil = "fake\u{1b}[2J\nrm -rf ~";
+    let mut sb = Sandbox::new("case8");
+    sb.write_config(&account("work", &provider, ""));
+    sb.start();
+    provider.push([Reply::token(evil, Some("fake-refresh-1"), Some(3600))]);
+    let url = sb.auth_url("work");
+    browser::visit(&url, None).expect("the browser flow");
+    provider.wait_token_requests(1);
+    let status = wait_for("the exchange to fail", WAIT, || {
+        let s = sb.status_of("work");
+        s.contains("last error").then_some(s)
+    });
+    assert!(
+        status.contains("'access_token' has characters outside RFC 6750's b64token"),
+        "{status}"
+    );
+    let run = sb.run(&["show", "work"]);
+    assert!(
+        !run.stdout.contains('\u{1b}') && !run.stderr.contains('\u{1b}'),
+        "{run:?}"
+    );
+    drop(sb);
+
+    let sb = authorised(
+        "case8-refresh",
+        &provider,
+        "    refresh_at_least = 1s;\n    refresh_retry = 1s;",
+        3600,
+        [
+            Reply::token(evil, None, Some(3600)),
+            Reply::token("fake-access-2", None, Some(3600)),
+        ],
+    );
+    provider.wait_token_requests(3);
+    sb.wait_token("work", "fake-access-2");
 }

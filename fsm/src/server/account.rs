@@ -185,6 +185,9 @@ pub(crate) struct Active {
     pub failures: u32,
     /// When the last refresh attempt was sent, if any since the token was obtained.
     pub last_attempt: Option<Instant>,
+    /// Whether the user was told that the token expired while refreshes kept failing
+    /// (they are told once per token).
+    pub told_expired: bool,
     /// What happens next.
     pub next: Next,
 }
@@ -208,6 +211,8 @@ pub(crate) struct Refreshing {
     /// Transient failures in a row before this attempt.
     pub failures: u32,
     /// The request.
+    /// As [`Active::told_expired`].
+    pub told_expired: bool,
     pub flight: InFlight,
 }
 

@@ -7,6 +7,7 @@ use crate::time::Now;
 use super::account::{Device, Grant, State};
 use super::discovery::Want;
 use super::{AccountId, Server};
+use crate::config::Flow;
 
 impl Server {
     pub(super) fn client_asked(
@@ -134,6 +135,19 @@ impl Server {
             State::Active(_) => {
                 self.start_refresh(now, id);
                 message = Some("Access token has expired. Refreshing initiated".to_owned());
+            }
+            // The provider just refused or garbled what this flow asks of it (issue 12,
+            // case 3): say why, and ask again only once refresh_retry has passed. (A new
+            // authorisation URL asks the provider nothing, so it is not held back.)
+            State::Unauthorised | State::Failed(_)
+                if slot.config.flow != Flow::Code && self.held(id, now).is_some() =>
+            {
+                let why = match (&slot.state, &slot.last_error) {
+                    (State::Failed(f), _) => f.why.as_str(),
+                    (_, Some((_, why))) => why.as_str(),
+                    _ => "the provider gave no usable token",
+                };
+                return Some(Reply::error(format!("Access token unavailable: {why}")));
             }
             State::Unauthorised | State::Failed(_) => match self.discovering(id) {
                 Some(issuer) => self.await_issuer(&issuer, id, Want::Authorise),

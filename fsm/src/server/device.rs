@@ -51,6 +51,11 @@ impl Server {
         id: AccountId,
         result: Result<HttpResponse, TransportError>,
     ) {
+        let sent = match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Device(Device::Requesting(f))) => f.sent,
+            _ => return,
+        };
+        let answered = result.is_ok();
         let parsed = match result {
             Ok(r) => oauth::parse_device_response(&r).map_err(|e| {
                 e.to_string()
@@ -61,6 +66,10 @@ impl Server {
         let codes = match parsed {
             Ok(c) => c,
             Err(why) => {
+                if answered {
+                    // An answer without codes: not asked again before refresh_retry.
+                    self.hold(id, sent, None);
+                }
                 return self.fail(now, id, format!("requesting a device code failed: {why}"));
             }
         };
@@ -224,7 +233,8 @@ impl Server {
                 "the device code expired before it was entered: run pizauth show for a new one"
                     .into(),
             ),
-            Err(TokenError::Transient { .. }) => self.poll_again(now, id, Duration::ZERO),
+            // A hiccup (a 5xx, a CDN's error page) does not lose the user's code.
+            Err(e) if e.is_transient() => self.poll_again(now, id, Duration::ZERO),
             Err(e) => self.fail(now, id, format!("device authorisation failed: {e}")),
         }
     }

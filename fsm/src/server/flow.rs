@@ -101,6 +101,10 @@ impl Server {
         let url =
             oauth::authorization_url(&slot.config, auth_uri, &redirect_uri, &state, &challenge)
                 .to_string();
+        // A new grant from the user: whatever the provider said before is moot.
+        if let Some(slot) = self.accounts.get_mut(&id) {
+            slot.quiet_until = None;
+        }
         let pending = Pending {
             state_key: Sha256::digest(state.as_str().as_bytes()).into(),
             state,
@@ -421,6 +425,11 @@ impl Server {
                 self.token_event(id, TokenEvent::New);
             }
             Err(e) => {
+                let retry_after = match &e {
+                    oauth::TokenError::Transient { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                self.hold(id, flight.sent, retry_after);
                 let what = self.exchange_what(id);
                 self.fail(now, id, format!("{what} failed: {e}"));
             }

@@ -36,6 +36,9 @@ use discovery::{IssuerState, Side};
 use timers::{TimerKey, Timers};
 use waiters::Waiter;
 
+/// The longest `Retry-After` honoured (a provider cannot silence an account for days).
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+
 /// The redirect listeners, as bound by the driver.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listeners {
@@ -105,6 +108,10 @@ struct Slot {
     state: State,
     /// The last failure of any kind, and when (for `status -j`).
     last_error: Option<(Instant, String)>,
+    /// After an answer that gave no usable token: the provider is not asked again for
+    /// this account before this instant (`refresh_retry` after the request, or a longer
+    /// `Retry-After`), whoever asks.
+    quiet_until: Option<Instant>,
 }
 
 impl Slot {
@@ -374,6 +381,7 @@ impl Server {
                 config,
                 state: State::Unauthorised,
                 last_error: None,
+                quiet_until: None,
             }),
         );
         id
@@ -403,6 +411,22 @@ impl Server {
         self.accounts
             .get(&id)
             .map_or("?", |s| s.config.name.as_str())
+    }
+
+    /// An answer to a request account `id` sent at `sent` gave no usable token: keep
+    /// quiet until `refresh_retry` (at least a second) or `retry_after` has passed since.
+    fn hold(&mut self, id: AccountId, sent: Instant, retry_after: Option<Duration>) {
+        if let Some(slot) = self.accounts.get_mut(&id) {
+            let retry = slot.config.timing.refresh_retry.max(Duration::from_secs(1));
+            let extra = retry_after.map_or(Duration::ZERO, |d| d.min(MAX_RETRY_AFTER));
+            slot.quiet_until = Some(sent + retry.max(extra));
+        }
+    }
+
+    /// Whether account `id` must not ask its provider at `now` (see [`Server::hold`]).
+    fn held(&self, id: AccountId, now: Now) -> Option<Instant> {
+        let until = self.accounts.get(&id)?.quiet_until?;
+        (now.boot < until).then_some(until)
     }
 
     /// Remembers a failure for `status -j`.
@@ -485,6 +509,13 @@ impl Server {
                 }
             }
             self.check_liveness(*id, slot);
+            if let (Some(f), Some(quiet)) = (slot.state.in_flight(), slot.quiet_until) {
+                assert!(
+                    f.sent >= quiet,
+                    "{}: asked its provider again before refresh_retry after an answer that gave no usable token",
+                    slot.config.name
+                );
+            }
         }
         assert_eq!(self.by_name.len(), self.accounts.len(), "name index size");
         assert_eq!(self.pending.len(), pending_seen, "stale pending entries");

@@ -40,11 +40,15 @@ impl Server {
     /// Makes account `id` active with `tokens` (replacing whatever it was doing) and
     /// schedules its refresh.
     pub(super) fn install(&mut self, now: Now, id: AccountId, tokens: Tokens) {
+        if let Some(slot) = self.accounts.get_mut(&id) {
+            slot.quiet_until = None;
+        }
         self.update(id, |_, _| {
             State::Active(Active {
                 tokens,
                 failures: 0,
                 last_attempt: None,
+                told_expired: false,
                 // Replaced at once by `schedule`.
                 next: Next::RefreshAt(now.boot),
             })
@@ -131,6 +135,11 @@ impl Server {
         if matches!(a.next, Next::Checking(_)) {
             return;
         }
+        if let Some(until) = self.held(id, now) {
+            // The provider just gave no usable token: the retry is already scheduled, at
+            // `until` or later; asking sooner (for `show`, `refresh`) would hammer it.
+            return self.defer_refresh(now, id, until);
+        }
         // Client-credentials accounts renew by asking again; others need a refresh token.
         if a.tokens.refresh.is_none() && slot.config.flow != Flow::ClientCredentials {
             if a.tokens.expires <= now.boot {
@@ -169,6 +178,7 @@ impl Server {
             State::Active(a) => State::Refreshing(Refreshing {
                 tokens: a.tokens,
                 failures: a.failures,
+                told_expired: a.told_expired,
                 flight: InFlight {
                     request,
                     sent: now.boot,
@@ -206,9 +216,9 @@ impl Server {
                     TokenError::Transient { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                (e.is_transient(), e.to_string(), retry_after)
+                (e.is_transient(), e.to_string(), retry_after, true)
             }),
-            Err(e) => Err((true, e.message, None)),
+            Err(e) => Err((true, e.message, None, false)),
         };
         match outcome {
             Ok(t) => {
@@ -223,10 +233,11 @@ impl Server {
                 self.install(now, id, tokens);
                 self.token_event(id, TokenEvent::Refreshed);
             }
-            Err((true, message, retry_after)) => {
-                self.transient_failure(now, id, flight, &message, retry_after)
+            Err((true, message, retry_after, answered)) => {
+                self.transient_failure(now, id, flight, &message, retry_after, answered)
             }
-            Err((false, message, _)) => {
+            Err((false, message, _, _)) => {
+                self.hold(id, flight.sent, None);
                 self.invalidate(now, id, format!("refreshing failed: {message}"))
             }
         }
@@ -242,15 +253,19 @@ impl Server {
         flight: InFlight,
         message: &str,
         retry_after: Option<Duration>,
+        answered: bool,
     ) {
         let mut failures = 0;
+        let mut tell = false;
         self.update(id, |_, state| match state {
             State::Refreshing(r) => {
                 failures = r.failures + 1;
+                tell = !r.told_expired && r.tokens.expires <= now.boot;
                 State::Active(Active {
                     tokens: r.tokens,
                     failures,
                     last_attempt: Some(flight.sent),
+                    told_expired: r.told_expired || tell,
                     next: Next::RefreshAt(now.boot),
                 })
             }
@@ -259,7 +274,18 @@ impl Server {
         if failures == 0 {
             return;
         }
+        if tell {
+            // Once per token: the user holds nothing usable any more, and should hear
+            // why before their mail program does.
+            let why = format!(
+                "the access token has expired and refreshing it keeps failing ({message}); pizauth keeps trying"
+            );
+            self.error_notify(id, &why);
+        }
         self.note_error(id, message);
+        if answered {
+            self.hold(id, flight.sent, retry_after);
+        }
         self.log(
             Level::Warn,
             format!(
@@ -281,11 +307,7 @@ impl Server {
         }
         self.schedule(now, id);
         if let Some(extra) = retry_after {
-            self.defer_refresh(
-                now,
-                id,
-                flight.sent + extra.min(Duration::from_secs(6 * 3600)),
-            );
+            self.defer_refresh(now, id, flight.sent + extra.min(super::MAX_RETRY_AFTER));
         }
     }
 

@@ -15,6 +15,7 @@ use crate::protocol::{Reply, Request};
 use crate::secret::Secret;
 use crate::time::{Instant, Now, WallTime};
 
+mod cases;
 mod device;
 mod endpoints;
 mod flows;
