@@ -246,3 +246,40 @@ fn case8_a_token_with_control_characters_is_never_printed() {
     provider.wait_token_requests(3);
     sb.wait_token("work", "fake-access-2");
 }
+
+/// Case 5: `http_listen = none` with an account whose redirect URI is `http:` (the
+/// default) started, and failed only at the first `show`. It is refused at start and at
+/// reload, with line and column.
+#[test]
+fn case5_an_http_redirect_without_the_http_listener_is_refused() {
+    let provider = Provider::start();
+    let mut sb = Sandbox::new("case5");
+    let bad = format!("http_listen = none;\n{}", account("plain", &provider, ""));
+    sb.write_config(&bad);
+    let config = sb.config_path().display().to_string();
+    let out = sb.run(&["server", "-d", "-c", &config]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let why = "account \"plain\" has an http redirect_uri (http://localhost/), but http_listen \
+               is none: redirects could not reach pizauth";
+    assert!(
+        out.stderr.contains(&format!("{config}:2:9: {why}")),
+        "{out:?}"
+    );
+    assert!(!sb.socket().exists(), "the server started");
+
+    // At reload: refused the same way, and the running configuration stays.
+    sb.write_config(&account("plain", &provider, ""));
+    sb.start();
+    sb.write_config(&bad);
+    let run = sb.run(&["reload"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with(&format!("ERROR {config}:2:9: {why}")),
+        "{run:?}"
+    );
+    assert!(
+        sb.auth_url("plain")
+            .contains("redirect_uri=http%3A%2F%2Flocalhost%3A")
+    );
+}

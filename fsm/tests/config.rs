@@ -324,3 +324,38 @@ proptest! {
         }
     }
 }
+
+/// Issue 12, case 5: `http_listen = none` with an account whose redirect URI is
+/// `http:` (the default) is refused at start and at reload, with line and column, as
+/// pizauth 1.1.0 does; it used to fail only at the first `show`.
+#[test]
+fn an_http_redirect_uri_needs_the_http_listener() {
+    let account = |extra: &str| {
+        format!(
+            "http_listen = none;\naccount \"a\" {{\n    auth_uri = \"https://p.example/a\";\n    \
+             token_uri = \"https://p.example/t\";\n    client_id = \"c\";\n{extra}}}\n"
+        )
+    };
+    let error = |src: &str| match Config::parse(src, "pizauth.conf") {
+        Ok(_) => panic!("accepted:\n{src}"),
+        Err(d) => d.to_string(),
+    };
+    let default = error(&account(""));
+    assert!(
+        default.contains("pizauth.conf:2:9: account \"a\" has an http redirect_uri (http://localhost/), but http_listen is none"),
+        "{default}"
+    );
+    let given = error(&account("    redirect_uri = \"http://localhost/cb\";\n"));
+    assert!(
+        given.contains("pizauth.conf:6:20: account \"a\" has an http redirect_uri (http://localhost/cb), but http_listen is none"),
+        "{given}"
+    );
+    // An https redirect_uri, or a flow without redirects, needs no HTTP listener.
+    for extra in [
+        "    redirect_uri = \"https://localhost/\";\n",
+        "    auth_flow = device;\n    device_auth_uri = \"https://p.example/d\";\n",
+    ] {
+        let src = account(extra);
+        assert!(Config::parse(&src, "pizauth.conf").is_ok(), "{src}");
+    }
+}

@@ -257,7 +257,7 @@ impl<'a> Validator<'a> {
             } else {
                 seen.insert(&name.value, name.span.start);
             }
-            accounts.extend(self.account(block, &defaults));
+            accounts.extend(self.account(block, &defaults, http_listen.is_none()));
         }
         accounts.sort_by(|a: &Account, b| a.name.cmp(&b.name));
 
@@ -277,7 +277,12 @@ impl<'a> Validator<'a> {
     }
 
     /// One account; `None` if it lacks a mandatory option or has an invalid one.
-    fn account(&mut self, block: &'a AccountBlock<'a>, defaults: &Timing) -> Option<Account> {
+    fn account(
+        &mut self,
+        block: &'a AccountBlock<'a>,
+        defaults: &Timing,
+        http_off: bool,
+    ) -> Option<Account> {
         let options: Vec<&Assignment> = block.options.iter().collect();
         let s = self.settings(&options, Scope::Account, Some(&block.name.value));
         let flow = match s.value("auth_flow") {
@@ -360,6 +365,21 @@ impl<'a> Validator<'a> {
                     .clone()?
             }
         };
+        // An http: redirect comes back to the HTTP listener only (an https: one takes the
+        // HTTPS listener, else the HTTP one): refuse at start, as pizauth 1.1.0 does,
+        // rather than at the first `show`.
+        if http_off && flow == Flow::Code && redirect_uri.scheme() == "http" {
+            let at = s
+                .get("redirect_uri")
+                .map_or(block.name.span.start, |r| r.assignment.value.span.start);
+            self.error(at, || {
+                format!(
+                    "account {} has an http redirect_uri ({}), but http_listen is none: redirects could not reach pizauth",
+                    quote_name(&block.name.value),
+                    redirect_uri.as_str()
+                )
+            });
+        }
         let scopes = match s.list("scopes") {
             Some(items) => self.scopes(items),
             None => Arc::from([]),
