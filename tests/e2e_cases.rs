@@ -283,3 +283,56 @@ fn case5_an_http_redirect_without_the_http_listener_is_refused() {
             .contains("redirect_uri=http%3A%2F%2Flocalhost%3A")
     );
 }
+
+/// Case 2: discovery that fails for good (the metadata names another issuer). Every
+/// `show` started a new metadata fetch and said "discovering the endpoints of ...";
+/// now `show` says why it failed, and the issuer is asked again only `refresh_retry`
+/// later.
+#[test]
+fn case2_discovery_that_fails_for_good() {
+    let provider = Provider::start();
+    let mut sb = Sandbox::new("case2");
+    let issuer = provider.url("/tenant");
+    for path in [
+        "/.well-known/oauth-authorization-server/tenant",
+        "/tenant/.well-known/openid-configuration",
+    ] {
+        provider.set_fallback_at(path, metadata(&provider, "https://evil.example/tenant"));
+    }
+    sb.write_config(&format!(
+        "account \"a\" {{\n    issuer = \"{issuer}\";\n    client_id = \"client-a\";\n    \
+         refresh_retry = 2s;\n}}\n"
+    ));
+    sb.start();
+    let why = format!(
+        "ERROR Access token unavailable: cannot discover the endpoints of {issuer}: the \
+         metadata names issuer 'https://evil.example/tenant', not '{issuer}'\n"
+    );
+    sb.run(&["show", "a"]);
+    wait_for("show to say why discovery failed", WAIT, || {
+        (sb.run(&["show", "a"]).stderr == why).then_some(())
+    });
+    let fetches = || {
+        provider
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains(".well-known"))
+            .map(|r| r.at)
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..10 {
+        sb.run(&["show", "a"]);
+    }
+    wait_for("a second round of fetches", WAIT, || {
+        sb.run(&["show", "a"]);
+        (fetches().len() >= 4).then_some(())
+    });
+    let at = fetches();
+    // Each round is RFC 8414 then OpenID Connect; rounds are refresh_retry apart.
+    for round in at.chunks(2).collect::<Vec<_>>().windows(2) {
+        assert!(
+            round[1][0].duration_since(round[0][1]) >= Duration::from_millis(1900),
+            "{at:?}"
+        );
+    }
+}

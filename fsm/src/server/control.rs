@@ -203,9 +203,14 @@ impl Server {
             ),
             State::Device(Device::Polling(_)) => "Access token unavailable until authorised".into(),
             State::Unauthorised | State::Failed(_) => match self.discovering(id) {
-                Some(issuer) => {
-                    format!("Access token unavailable: discovering the endpoints of {issuer}")
-                }
+                Some(issuer) => match &slot.state {
+                    // Fetching again after a failure: say what went wrong last time.
+                    State::Failed(f) => format!(
+                        "Access token unavailable: discovering the endpoints of {issuer} (last time: {})",
+                        f.why
+                    ),
+                    _ => format!("Access token unavailable: discovering the endpoints of {issuer}"),
+                },
                 None => match &slot.state {
                     State::Failed(f) => format!("Access token unavailable: {}", f.why),
                     _ => "Access token unavailable".into(),

@@ -147,7 +147,9 @@ impl Server {
     fn poll(&mut self, now: Now, id: AccountId) {
         let url = match self.resolve(now, id, Which::Token) {
             Resolved::Url(u) => u,
-            Resolved::Discovering(_) => return self.poll_again(now, id, Duration::ZERO),
+            Resolved::Discovering(_) | Resolved::Held(_) => {
+                return self.poll_again(now, id, Duration::ZERO);
+            }
             Resolved::Missing(why) => return self.fail(now, id, why),
         };
         let request = self.fresh_request();

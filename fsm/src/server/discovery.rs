@@ -12,7 +12,7 @@ use crate::event::{
 };
 use crate::oauth::{self, Metadata};
 use crate::secret::Secret;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 
 use super::account::{Next, State};
 use super::timers::TimerKey;
@@ -69,6 +69,9 @@ pub(crate) enum Resolved {
     Discovering(String),
     /// There is none, for this reason.
     Missing(String),
+    /// The issuer answered with no usable metadata a moment ago, for this reason: it is
+    /// not asked again before `refresh_retry` has passed (issue 12, case 2).
+    Held(String),
 }
 
 /// What an account waits for the metadata to do.
@@ -111,8 +114,14 @@ pub(crate) enum IssuerState {
     Fetching(Vec<(AccountId, Want)>),
     /// Its metadata.
     Known(Box<Metadata>),
-    /// Fetching failed; tried again when next needed.
-    Failed,
+    /// Fetching failed, for this reason; tried again when next needed, but not before
+    /// `until` if the issuer answered (a transport failure sets no `until`).
+    Failed {
+        /// Not fetched again before this.
+        until: Option<Instant>,
+        /// Why it failed (`cannot discover the endpoints of ...`).
+        why: String,
+    },
 }
 
 /// A request that belongs to no account state.
@@ -159,7 +168,11 @@ impl Server {
                 )),
             },
             Some(IssuerState::Fetching(_)) => Resolved::Discovering(issuer.to_string()),
-            None | Some(IssuerState::Failed) => {
+            Some(IssuerState::Failed {
+                until: Some(until),
+                why,
+            }) if now.boot < *until => Resolved::Held(why.clone()),
+            None | Some(IssuerState::Failed { .. }) => {
                 self.issuers
                     .insert(issuer.to_string(), IssuerState::Fetching(Vec::new()));
                 self.fetch_metadata(now, issuer.clone(), 0);
@@ -243,7 +256,7 @@ impl Server {
                     Ok(metadata) => self.discovered(now, issuer, metadata, entropy),
                     // Not an RFC 8414 server (or not there): try OpenID Connect discovery.
                     Err(_) if stage == 0 && result.is_ok() => self.fetch_metadata(now, issuer, 1),
-                    Err(why) => self.discovery_failed(now, issuer, why),
+                    Err(why) => self.discovery_failed(now, issuer, why, result.is_ok()),
                 }
             }
         }
@@ -302,13 +315,32 @@ impl Server {
         }
     }
 
-    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String) {
+    /// The metadata could not be had; `answered`: the issuer answered (with something
+    /// unusable), so it is not asked again before `refresh_retry` (the shortest of the
+    /// accounts waiting for it).
+    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String, answered: bool) {
         let why = format!("cannot discover the endpoints of {issuer}: {why}");
         self.log(Level::Warn, why.clone());
-        let waiters = match self.issuers.insert(issuer.to_string(), IssuerState::Failed) {
+        let waiters = match self.issuers.remove(issuer.as_str()) {
             Some(IssuerState::Fetching(w)) => w,
             _ => Vec::new(),
         };
+        let until = answered.then(|| {
+            let retry = waiters
+                .iter()
+                .filter_map(|(id, _)| self.accounts.get(id))
+                .map(|s| s.config.timing.refresh_retry)
+                .min()
+                .unwrap_or(crate::config::DEFAULT_REFRESH_RETRY);
+            now.boot + retry.max(std::time::Duration::from_secs(1))
+        });
+        self.issuers.insert(
+            issuer.to_string(),
+            IssuerState::Failed {
+                until,
+                why: why.clone(),
+            },
+        );
         for (id, want) in waiters {
             match want {
                 Want::Authorise => {

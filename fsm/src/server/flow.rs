@@ -47,7 +47,7 @@ impl Server {
                 self.await_issuer(&issuer, id, Want::Authorise);
                 return Ok(());
             }
-            Resolved::Missing(why) => return Err(why),
+            Resolved::Missing(why) | Resolved::Held(why) => return Err(why),
         };
         match self.flow(id) {
             Flow::Code => self.start_code(now, id, &url, entropy),
@@ -261,6 +261,7 @@ impl Server {
                 return self.await_issuer(&issuer, id, Want::Exchange);
             }
             Resolved::Missing(why) => return self.fail(now, id, why),
+            Resolved::Held(why) => return self.discovery_failed_for_exchange(now, id, &why),
         };
         let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;

@@ -154,6 +154,11 @@ impl Server {
                 self.await_issuer(&issuer, id, Want::Refresh);
                 return self.retry_refresh_later(now, id);
             }
+            Resolved::Held(why) => {
+                // Keep the token; the metadata is fetched again after refresh_retry.
+                self.note_error(id, &why);
+                return self.retry_refresh_later(now, id);
+            }
             Resolved::Missing(why) => return self.invalidate(now, id, why),
         };
         let Some(slot) = self.accounts.get(&id) else {

@@ -46,7 +46,7 @@ impl Server {
         match self.resolve(now, id, Which::Revoke) {
             Resolved::Url(_) => self.send_revocation(now, job),
             Resolved::Discovering(issuer) => self.await_issuer(&issuer, id, Want::Revoke(job)),
-            Resolved::Missing(why) => {
+            Resolved::Missing(why) | Resolved::Held(why) => {
                 return Some(Reply::Notice {
                     message: format!("{}: revoked locally only: {why}", job.name),
                 });
@@ -62,7 +62,7 @@ impl Server {
         };
         let url = match self.resolve(now, id, Which::Revoke) {
             Resolved::Url(u) => u,
-            Resolved::Discovering(_) | Resolved::Missing(_) => {
+            Resolved::Discovering(_) | Resolved::Missing(_) | Resolved::Held(_) => {
                 let message = format!("{}: revoked locally only: no revocation endpoint", job.name);
                 return self.reply(job.client, Reply::Notice { message });
             }

@@ -242,3 +242,47 @@ fn case8_a_token_with_control_characters_is_never_handed_out() {
         Some("unusable token response: 'access_token' has characters outside RFC 6750's b64token")
     );
 }
+
+/// Case 2: discovery that fails for good (the metadata names another issuer). Every
+/// `show` started a new fetch (two requests per `show`, no backoff) and said
+/// "discovering the endpoints of ..." instead of why it failed.
+#[test]
+fn case2_discovery_that_fails_for_good_is_not_hammered_and_show_says_why() {
+    let mut a = account("a");
+    a.issuer = Some(Url::parse("https://id.example/").unwrap().into());
+    a.auth_uri = None;
+    a.token_uri = None;
+    a.timing.refresh_retry = secs(30);
+    let mut sim = Sim::new(config(vec![a]));
+    let evil =
+        r#"{"issuer":"https://evil.example/","authorization_endpoint":"https://evil.example/a"}"#;
+    let why = "Access token unavailable: cannot discover the endpoints of https://id.example/: the metadata names issuer 'https://evil.example/', not 'https://id.example/'";
+    let mut requests = 0;
+    for round in 0..3 {
+        let (_, out) = sim.show("a");
+        let (id, _) = single_http(&out);
+        let out = sim.respond(id, 200, evil);
+        let (id, _) = single_http(&out);
+        sim.respond(id, 200, evil);
+        requests += 2;
+        for _ in 0..29 {
+            let (reply, out) = sim.show("a");
+            assert!(http_requests(&out).is_empty(), "round {round}: {out:?}");
+            assert!(
+                matches!(&reply, Reply::Error { message } if message == why),
+                "{reply:?}"
+            );
+            sim.advance(secs(1));
+        }
+        sim.advance(secs(1));
+    }
+    assert_eq!(requests, 6);
+    // While fetching again, show says what went wrong the last time.
+    let (_, out) = sim.show("a");
+    assert_eq!(http_requests(&out).len(), 1);
+    let message = unavailable(&mut sim, "a");
+    assert!(
+        message.starts_with("Access token unavailable: discovering the endpoints of https://id.example/ (last time: cannot discover"),
+        "{message}"
+    );
+}

@@ -90,7 +90,15 @@ fn a_metadata_document_for_another_issuer_is_refused() {
             .any(|m| m.contains("names issuer 'https://evil.example'")),
         "{out:?}"
     );
-    // Tried again when next needed.
+    // Tried again when next needed, but not before refresh_retry (issue 12, case 2);
+    // meanwhile show says why.
+    let (reply, out) = sim.show("a");
+    assert!(http_requests(&out).is_empty());
+    assert!(
+        matches!(&reply, Reply::Error { message } if message == "Access token unavailable: cannot discover the endpoints of https://id.example/tenant: the metadata names issuer 'https://evil.example', not 'https://id.example/tenant'"),
+        "{reply:?}"
+    );
+    sim.advance(secs(40));
     let (_, out) = sim.show("a");
     assert_eq!(http_requests(&out).len(), 1);
 }
