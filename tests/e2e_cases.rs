@@ -336,3 +336,32 @@ fn case2_discovery_that_fails_for_good() {
         );
     }
 }
+
+/// Case 4: `redirect_uri = "http://localhost"` (no path, as Microsoft's registration
+/// writes it) was sent as `http://localhost:PORT/`, and a strict provider refused the
+/// login. Only the port changes now, and the listener takes the browser's
+/// `GET /?code=...`.
+#[test]
+fn case4_a_redirect_uri_without_a_path() {
+    let provider = Provider::start();
+    provider.set_registered_redirect("http://localhost");
+    let mut sb = Sandbox::new("case4");
+    sb.write_config(&account(
+        "work",
+        &provider,
+        "    redirect_uri = \"http://localhost\";",
+    ));
+    sb.start();
+    provider.push([Reply::token("fake-access-1", None, Some(3600))]);
+    let url = sb.authorise("work", "fake-access-1");
+    let port = sb.http_port();
+    assert!(
+        url.contains(&format!("redirect_uri=http%3A%2F%2Flocalhost%3A{port}&")),
+        "{url}"
+    );
+    let exchange = &provider.token_requests()[0];
+    assert_eq!(
+        exchange.field("redirect_uri"),
+        Some(format!("http://localhost:{port}").as_str())
+    );
+}

@@ -63,6 +63,21 @@ pub fn redirect_uri(
     Some(uri)
 }
 
+/// The redirect URI as sent to the provider: as written in the config but for the
+/// port (RFC 8252 7.3 lets only the port vary), so without a path when the config has
+/// none (RFC 6749 3.1.2.3 compares the strings).
+pub fn redirect_text(account: &Account, redirect_uri: &Url) -> String {
+    if account.redirect_uri_bare && redirect_uri.path() == "/" {
+        format!(
+            "{}{}",
+            &redirect_uri[..url::Position::BeforePath],
+            &redirect_uri[url::Position::AfterPath..]
+        )
+    } else {
+        redirect_uri.as_str().to_owned()
+    }
+}
+
 /// The authorisation URL (SPEC.md section 5): `auth_uri` plus, in this order,
 /// `access_type`, `code_challenge`, `code_challenge_method`, `client_id`, `redirect_uri`,
 /// `response_type`, `state`, `scope` (if any scopes), then `auth_uri_fields`.
@@ -80,7 +95,7 @@ pub fn authorization_url(
             .append_pair("code_challenge", challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("client_id", &account.client_id)
-            .append_pair("redirect_uri", redirect_uri.as_str())
+            .append_pair("redirect_uri", &redirect_text(account, redirect_uri))
             .append_pair("response_type", "code")
             .append_pair("state", state.as_str());
         if !account.scopes.is_empty() {
@@ -117,11 +132,12 @@ pub fn code_exchange_body(
     verifier: &Secret,
     redirect_uri: &Url,
 ) -> Secret<Vec<u8>> {
+    let redirect_text = redirect_text(account, redirect_uri);
     let mut pairs = vec![
         ("code", code.as_str()),
         ("client_id", account.client_id.as_str()),
         ("code_verifier", verifier.as_str()),
-        ("redirect_uri", redirect_uri.as_str()),
+        ("redirect_uri", &redirect_text),
         ("grant_type", "authorization_code"),
     ];
     if let Some(s) = &account.client_secret {

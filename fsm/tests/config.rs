@@ -359,3 +359,34 @@ fn an_http_redirect_uri_needs_the_http_listener() {
         assert!(Config::parse(&src, "pizauth.conf").is_ok(), "{src}");
     }
 }
+
+/// Issue 12, case 4: whether `redirect_uri` was written without a path is kept, so that
+/// the URI sent to the provider has none either.
+#[test]
+fn a_redirect_uri_without_a_path_is_remembered_as_such() {
+    for (uri, bare) in [
+        ("http://localhost", true),
+        ("http://localhost:8080", true),
+        ("http://localhost?tenant=x", true),
+        ("http://localhost/", false),
+        ("http://localhost/cb", false),
+        ("https://localhost", true),
+    ] {
+        let src = format!(
+            "account \"a\" {{ auth_uri = \"https://p.example/a\"; token_uri = \"https://p.example/t\"; \
+             client_id = \"c\"; redirect_uri = \"{uri}\"; }}"
+        );
+        let config = Config::parse(&src, "pizauth.conf").expect("parses").config;
+        assert_eq!(config.accounts[0].redirect_uri_bare, bare, "{uri}");
+    }
+    let config = Config::parse(
+        "account \"a\" { auth_uri = \"https://p.example/a\"; token_uri = \"https://p.example/t\"; client_id = \"c\"; }",
+        "pizauth.conf",
+    )
+    .expect("parses")
+    .config;
+    assert!(
+        !config.accounts[0].redirect_uri_bare,
+        "the default has a path"
+    );
+}

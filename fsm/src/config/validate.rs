@@ -398,6 +398,12 @@ impl<'a> Validator<'a> {
             scopes,
             auth_uri_fields: fields,
             redirect_uri,
+            redirect_uri_bare: s.get("redirect_uri").is_some_and(|r| {
+                match &r.assignment.value.value {
+                    Value::Str(text) => has_no_path(text),
+                    _ => false,
+                }
+            }),
             timing: Timing {
                 refresh_at_least: s
                     .time("refresh_at_least")
@@ -596,6 +602,16 @@ fn describe(v: &Value<'_>) -> &'static str {
 }
 
 /// An absolute `http(s)` URI with a host and no fragment; `option` names it in messages.
+/// Whether an absolute URI is written with no path: nothing, a `?` or a `#` straight
+/// after the authority (`http://localhost`, `http://localhost:8080?x=1`).
+fn has_no_path(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    rest.find(['/', '?', '#'])
+        .is_none_or(|i| rest.as_bytes()[i] != b'/')
+}
+
 fn http_uri(option: &str, text: &str) -> Result<Url, String> {
     // Quoted only for a message: this runs for every URI of every account.
     let name = || quote_word(option);

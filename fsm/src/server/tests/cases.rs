@@ -286,3 +286,28 @@ fn case2_discovery_that_fails_for_good_is_not_hammered_and_show_says_why() {
         "{message}"
     );
 }
+
+/// Case 4: `redirect_uri = "http://localhost"` (no path, as Microsoft's registration
+/// writes it) was sent as `http://localhost:PORT/`, which a strict provider refuses.
+/// Only the port may change; the browser's `GET /?code=...` is still taken.
+#[test]
+fn case4_a_redirect_uri_without_a_path_is_sent_without_one() {
+    let mut a = account("a");
+    a.redirect_uri_bare = true;
+    let mut sim = Sim::new(config(vec![a]));
+    let message = unavailable(&mut sim, "a");
+    let url = message.rsplit(' ').next().unwrap();
+    assert_eq!(
+        query_param(url, "redirect_uri").as_deref(),
+        Some("http://localhost:8765")
+    );
+    let state = query_param(url, "state").unwrap();
+    let (status, _, out) = sim.redirect(&format!("/?state={state}&code=the-code"));
+    assert_eq!(status, 200);
+    let (_, http) = single_http(&out);
+    assert!(
+        form(http).contains(&("redirect_uri".into(), "http://localhost:8765".into())),
+        "{:?}",
+        form(http)
+    );
+}

@@ -63,6 +63,7 @@ pub fn account(name: &str) -> Account {
         scopes: vec!["mail".into(), "offline_access".into()].into(),
         auth_uri_fields: Vec::new(),
         redirect_uri: Url::parse("http://localhost/").unwrap().into(),
+        redirect_uri_bare: false,
         timing: Timing::default(),
     }
 }
