@@ -19,6 +19,7 @@ mod cases;
 mod device;
 mod endpoints;
 mod flows;
+mod liveness;
 mod props;
 mod refresh;
 mod server;
