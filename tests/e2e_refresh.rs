@@ -321,6 +321,10 @@ fn an_expired_token_is_never_handed_out() {
         let run = sb.run(&["show", "work"]);
         assert!(
             run.stderr == "ERROR Access token has expired. Refreshing initiated\n"
+                // Waiting for refresh_retry after the 503 (issue 12): say so.
+                || run.stderr
+                    == "ERROR Access token has expired. Refreshing failed (token endpoint \
+                        answered HTTP 503 (temporary)); pizauth keeps trying\n"
                 || run.stderr
                     == "ERROR Access token has expired. Refreshing is in progress but has not \
                         yet succeeded\n",

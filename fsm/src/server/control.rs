@@ -4,7 +4,7 @@ use crate::event::{ClientId, Entropy, Level, Output};
 use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
-use super::account::{Device, Grant, State};
+use super::account::{Device, Grant, State, Step};
 use super::discovery::Want;
 use super::{AccountId, Server};
 use crate::config::Flow;
@@ -132,6 +132,9 @@ impl Server {
                     token: r.tokens.access.clone(),
                 });
             }
+            State::Active(_) if self.held(id, now).is_some() => {
+                // The last answer gave no usable token: the retry is scheduled already.
+            }
             State::Active(_) => {
                 self.start_refresh(now, id);
                 message = Some("Access token has expired. Refreshing initiated".to_owned());
@@ -176,23 +179,44 @@ impl Server {
         let Some(slot) = self.accounts.get(&id) else {
             return "Access token unavailable: the account no longer exists".into();
         };
+        // While an account waits to try again after a failure, say what failed.
+        let last = slot.last_error.as_ref().map(|(_, why)| why.as_str());
         match &slot.state {
-            State::Active(a) if a.tokens.expires <= now.boot => {
-                "Access token has expired. Refreshing initiated".into()
-            }
+            State::Active(a) if a.tokens.expires <= now.boot => match last {
+                Some(why) if a.failures > 0 => format!(
+                    "Access token has expired. Refreshing failed ({why}); pizauth keeps trying"
+                ),
+                _ => "Access token has expired. Refreshing initiated".into(),
+            },
             State::Refreshing(r) if r.tokens.expires <= now.boot => {
-                "Access token has expired. Refreshing is in progress but has not yet succeeded".into()
+                "Access token has expired. Refreshing is in progress but has not yet succeeded"
+                    .into()
             }
             State::Active(_) | State::Refreshing(_) => {
                 "Access token available: run pizauth show again".into()
             }
             State::Pending(p) if with_url => {
-                format!("Access token unavailable until authorised with URL {}", p.url)
+                format!(
+                    "Access token unavailable until authorised with URL {}",
+                    p.url
+                )
             }
             State::Pending(_) => "Access token unavailable until authorised".into(),
-            State::Exchanging(e) if matches!(e.grant, Grant::ClientCredentials) => "Access token unavailable: requesting a token with the client credentials".into(),
-            State::Exchanging(_) => {
-                "Access token unavailable until authorised: the authorisation code is being exchanged for a token".into()
+            State::Exchanging(e) => {
+                let what = match e.grant {
+                    Grant::ClientCredentials => {
+                        "Access token unavailable: requesting a token with the client credentials"
+                    }
+                    Grant::Code { .. } => {
+                        "Access token unavailable until authorised: the authorisation code is being exchanged for a token"
+                    }
+                };
+                match (e.step, last) {
+                    (Step::RetryAt(_), Some(why)) if e.attempt >= 1 => {
+                        format!("{what} (the last attempt failed: {why})")
+                    }
+                    _ => what.to_owned(),
+                }
             }
             State::Device(Device::Requesting(_)) => {
                 "Access token unavailable until authorised: requesting a device code".into()

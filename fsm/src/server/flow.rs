@@ -329,6 +329,7 @@ impl Server {
             );
         }
         let name = self.name_of(id).to_owned();
+        self.note_error(id, &format!("{what} failed: {why}"));
         self.log(
             Level::Warn,
             format!("{name}: {what} failed ({why}); retrying"),
@@ -412,6 +413,7 @@ impl Server {
                         format!("{what} failed after {attempt} tries: {}", e.message),
                     );
                 }
+                self.note_error(id, &format!("{what} failed: {}", e.message));
                 self.log(
                     Level::Warn,
                     format!("{name}: {what} failed ({}); retrying", e.message),

@@ -311,3 +311,51 @@ fn case4_a_redirect_uri_without_a_path_is_sent_without_one() {
         form(http)
     );
 }
+
+/// While an account waits to try again after a failure, `show` (and `show -w` when it
+/// gives up) names the failure.
+#[test]
+fn show_names_the_last_failure_while_an_account_waits_after_one() {
+    let mut a = account("work");
+    a.timing.refresh_retry = secs(200);
+    let mut sim = Sim::new(config(vec![a]));
+    sim.authorise("work", "AT1", Some("RT1"), 100);
+    let out = sim.advance(secs(10));
+    let (id, _) = single_http(&out);
+    sim.respond(id, 503, "");
+    sim.advance(secs(95));
+    assert_eq!(
+        unavailable(&mut sim, "work"),
+        "Access token has expired. Refreshing failed (token endpoint answered HTTP 503 (temporary)); pizauth keeps trying"
+    );
+    // An exchange waiting to be sent again after a transport failure.
+    let mut sim = Sim::new(config(vec![account("x")]));
+    let url = unavailable(&mut sim, "x");
+    let state = query_param(url.rsplit(' ').next().unwrap(), "state").unwrap();
+    let (_, _, out) = sim.redirect(&format!("/?state={state}&code=C"));
+    let (id, _) = single_http(&out);
+    sim.fail_http(id, TransportErrorKind::Connect);
+    let out = sim.send(
+        ClientId(500),
+        Request::Show {
+            account: "x".into(),
+            with_url: false,
+            wait: Some(3),
+        },
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Reply { .. })));
+    let out = sim.advance(secs(3));
+    let reply = out.iter().find_map(|o| match o {
+        Output::Reply {
+            client: ClientId(500),
+            reply: Reply::Error { message },
+        } => Some(message.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reply.as_deref(),
+        Some(
+            "Access token unavailable until authorised: the authorisation code is being exchanged for a token (the last attempt failed: exchanging the authorisation code failed: connection refused)"
+        )
+    );
+}
