@@ -56,14 +56,6 @@ impl Server {
                 Ok(())
             }
             Flow::ClientCredentials => {
-                self.update(id, |_, _| {
-                    State::Exchanging(Box::new(Exchanging {
-                        grant: Grant::ClientCredentials,
-                        attempt: 0,
-                        notified: now.boot,
-                        step: Step::RetryAt(now.boot),
-                    }))
-                });
                 self.log(
                     Level::Info,
                     format!(
@@ -71,7 +63,7 @@ impl Server {
                         self.name_of(id)
                     ),
                 );
-                self.send_exchange(now, id);
+                self.start_exchange(now, id, Grant::ClientCredentials, now.boot);
                 Ok(())
             }
         }
@@ -208,25 +200,17 @@ impl Server {
         let Some(code) = param("code").filter(|c| !c.is_empty()) else {
             return (400, "pizauth: the redirect carries no code".into());
         };
-        let code = Secret::new(code.to_owned());
-        self.update(id, |_, state| match state {
-            State::Pending(p) => State::Exchanging(Box::new(Exchanging {
-                grant: Grant::Code {
-                    code,
-                    verifier: p.verifier,
-                    redirect_uri: p.redirect_uri,
-                },
-                attempt: 0,
-                notified: p.notified,
-                step: Step::RetryAt(now.boot),
-            })),
-            other => other,
-        });
+        let grant = Grant::Code {
+            code: Secret::new(code.to_owned()),
+            verifier: p.verifier.clone(),
+            redirect_uri: p.redirect_uri.clone(),
+        };
+        let notified = p.notified;
         self.log(
             Level::Info,
             format!("{}: authorisation code received", self.name_of(id)),
         );
-        self.send_exchange(now, id);
+        self.start_exchange(now, id, grant, notified);
         (200, PROCESSING_PAGE.into())
     }
 
@@ -244,7 +228,65 @@ impl Server {
         }
     }
 
-    /// Sends (or re-sends) the exchange of an `Exchanging` account.
+    /// Makes account `id` exchange `grant`, the state built once with its first step: the
+    /// request in flight, the wait for the issuer's metadata, or (the issuer being held
+    /// back) a retry.
+    fn start_exchange(&mut self, now: Now, id: AccountId, grant: Grant, notified: Instant) {
+        let (attempt, step, send) = match self.resolve(now, id, Which::Token) {
+            Resolved::Url(url) => {
+                let Some(slot) = self.accounts.get(&id) else {
+                    return;
+                };
+                let body = exchange_body(&slot.config, &grant);
+                let request = self.fresh_request();
+                let timeout = self.tunables.http_timeout;
+                let http = HttpRequest {
+                    method: Method::Post,
+                    url,
+                    body,
+                    timeout,
+                };
+                let flight = InFlight {
+                    request,
+                    sent: now.boot,
+                    deadline: now.boot + timeout,
+                };
+                (1, Step::InFlight(flight), Some((request, http)))
+            }
+            Resolved::Discovering(issuer) => {
+                self.await_issuer(&issuer, id, Want::Exchange);
+                (0, Step::Discovering, None)
+            }
+            Resolved::Held(why) => {
+                let what = exchange_what(&grant);
+                if self.tunables.exchange_tries <= 1 {
+                    return self.fail(now, id, format!("{what} failed after 1 tries: {why}"));
+                }
+                self.note_error(id, &format!("{what} failed: {why}"));
+                let name = self.name_of(id).to_owned();
+                self.log(
+                    Level::Warn,
+                    format!("{name}: {what} failed ({why}); retrying"),
+                );
+                let at = now.boot + self.tunables.exchange_retry_delay;
+                (1, Step::RetryAt(at), None)
+            }
+            Resolved::Missing(why) => return self.fail(now, id, why),
+        };
+        self.update(id, |_, _| {
+            State::Exchanging(Box::new(Exchanging {
+                grant,
+                attempt,
+                notified,
+                step,
+            }))
+        });
+        if let Some((request, http)) = send {
+            self.outputs.push_back(Output::SendHttp { request, http });
+        }
+    }
+
+    /// Sends again the exchange of an `Exchanging` account.
     pub(super) fn send_exchange(&mut self, now: Now, id: AccountId) {
         let url = match self.resolve(now, id, Which::Token) {
             Resolved::Url(u) => u,
@@ -269,14 +311,7 @@ impl Server {
         self.update(id, |s, state| match state {
             State::Exchanging(mut e) => {
                 if let Some(slot) = s.accounts.get(&id) {
-                    let body = match &e.grant {
-                        Grant::Code {
-                            code,
-                            verifier,
-                            redirect_uri,
-                        } => oauth::code_exchange_body(&slot.config, code, verifier, redirect_uri),
-                        Grant::ClientCredentials => oauth::client_credentials_body(&slot.config),
-                    };
+                    let body = exchange_body(&slot.config, &e.grant);
                     http = Some(HttpRequest {
                         method: Method::Post,
                         url,
@@ -451,12 +486,10 @@ impl Server {
         });
     }
 
-    /// What an exchange is, for messages.
+    /// What account `id`'s exchange is, for messages.
     fn exchange_what(&self, id: AccountId) -> &'static str {
         match self.accounts.get(&id).map(|s| &s.state) {
-            Some(State::Exchanging(e)) if matches!(e.grant, Grant::ClientCredentials) => {
-                "requesting a token with the client credentials"
-            }
+            Some(State::Exchanging(e)) => exchange_what(&e.grant),
             _ => "exchanging the authorisation code",
         }
     }
@@ -486,6 +519,26 @@ impl Server {
             self.token_event(id, event);
         }
         self.error_notify(id, &why);
+    }
+}
+
+/// What exchanging `grant` is, for messages.
+fn exchange_what(grant: &Grant) -> &'static str {
+    match grant {
+        Grant::ClientCredentials => "requesting a token with the client credentials",
+        Grant::Code { .. } => "exchanging the authorisation code",
+    }
+}
+
+/// The token-endpoint body that exchanges `grant`.
+fn exchange_body(account: &crate::config::Account, grant: &Grant) -> Secret<Vec<u8>> {
+    match grant {
+        Grant::Code {
+            code,
+            verifier,
+            redirect_uri,
+        } => oauth::code_exchange_body(account, code, verifier, redirect_uri),
+        Grant::ClientCredentials => oauth::client_credentials_body(account),
     }
 }
 

@@ -37,65 +37,46 @@ impl Server {
         }
     }
 
-    /// Makes account `id` active with `tokens` (replacing whatever it was doing) and
-    /// schedules its refresh.
+    /// Makes account `id` active with `tokens` (replacing whatever it was doing), its
+    /// refresh scheduled: the state is built once, complete.
     pub(super) fn install(&mut self, now: Now, id: AccountId, tokens: Tokens) {
-        if let Some(slot) = self.accounts.get_mut(&id) {
-            slot.quiet_until = None;
-        }
+        let Some(slot) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        slot.quiet_until = None;
+        let (timing, flow) = (slot.config.timing, slot.config.flow);
+        let next = next_step(&tokens, 0, None, timing, flow, now);
         self.update(id, |_, _| {
             State::Active(Active {
                 tokens,
                 failures: 0,
                 last_attempt: None,
                 told_expired: false,
-                // Replaced at once by `schedule`.
-                next: Next::RefreshAt(now.boot),
+                next,
             })
         });
-        self.schedule(now, id);
     }
 
-    /// Sets when an active account next acts: at
-    /// `min(expires - refresh_before_expiry, obtained + refresh_at_least)`, or after a
-    /// failed attempt at `last_attempt + refresh_retry`; never before now. Without a
-    /// refresh token, the token is kept until it expires and then dropped.
+    /// Sets again when an active account next acts (after a failure, or a reload that
+    /// may have changed its timing); see [`next_step`]. A running transient check stays.
     pub(super) fn schedule(&mut self, now: Now, id: AccountId) {
-        let Some(timing) = self.accounts.get(&id).map(|s| s.config.timing) else {
+        let Some(slot) = self.accounts.get(&id) else {
             return;
         };
-        let renewable = self.flow(id) == Flow::ClientCredentials;
+        let (timing, flow) = (slot.config.timing, slot.config.flow);
         self.update(id, |_, state| match state {
             State::Active(mut a) => {
-                if a.tokens.refresh.is_none() && !renewable {
-                    a.next =
-                        Next::ExpireAt(a.tokens.expires.max(now.boot + Duration::from_millis(1)));
-                } else if !matches!(a.next, Next::Checking(_)) {
-                    let due = match a.last_attempt.filter(|_| a.failures > 0) {
-                        // At least a second apart, whatever the config says (0s is accepted).
-                        Some(last) => last + timing.refresh_retry.max(Duration::from_secs(1)),
-                        None => {
-                            let t = &a.tokens;
-                            let due = (t.expires - timing.refresh_before_expiry)
-                                .min(t.obtained + timing.refresh_at_least);
-                            // A token living no longer than refresh_before_expiry (or a
-                            // refresh_at_least of 0s) would be refreshed the moment it
-                            // arrives, and so would its successor: a busy loop against the
-                            // provider. Refresh it at half its life instead, and never
-                            // within a second of obtaining it.
-                            let due = if due > t.obtained {
-                                due
-                            } else {
-                                t.obtained + t.expires.saturating_since(t.obtained) / 2
-                            };
-                            due.max(t.obtained + Duration::from_secs(1))
-                        }
-                    };
-                    a.next = Next::RefreshAt(due.max(now.boot));
+                if !matches!(a.next, Next::Checking(_)) {
+                    a.next = next_step(&a.tokens, a.failures, a.last_attempt, timing, flow, now);
                 }
                 State::Active(a)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 
@@ -260,25 +241,15 @@ impl Server {
         retry_after: Option<Duration>,
         answered: bool,
     ) {
-        let mut failures = 0;
-        let mut tell = false;
-        self.update(id, |_, state| match state {
-            State::Refreshing(r) => {
-                failures = r.failures + 1;
-                tell = !r.told_expired && r.tokens.expires <= now.boot;
-                State::Active(Active {
-                    tokens: r.tokens,
-                    failures,
-                    last_attempt: Some(flight.sent),
-                    told_expired: r.told_expired || tell,
-                    next: Next::RefreshAt(now.boot),
-                })
-            }
-            other => other,
-        });
-        if failures == 0 {
+        let Some(slot) = self.accounts.get(&id) else {
             return;
-        }
+        };
+        let State::Refreshing(r) = &slot.state else {
+            return;
+        };
+        let failures = r.failures + 1;
+        let tell = !r.told_expired && r.tokens.expires <= now.boot;
+        let (timing, flow) = (slot.config.timing, slot.config.flow);
         if tell {
             // Once per token: the user holds nothing usable any more, and should hear
             // why before their mail program does.
@@ -299,21 +270,43 @@ impl Server {
             ),
         );
         let every = self.tunables.check_every.max(1);
-        if failures % every == 0
-            && let Some(child) = self.start_check(id)
-        {
-            return self.update(id, |_, state| match state {
-                State::Active(mut a) => {
-                    a.next = Next::Checking(child);
-                    State::Active(a)
-                }
-                other => other,
-            });
-        }
-        self.schedule(now, id);
-        if let Some(extra) = retry_after {
-            self.defer_refresh(now, id, flight.sent + extra.min(super::MAX_RETRY_AFTER));
-        }
+        let check = if failures % every == 0 {
+            self.start_check(id)
+        } else {
+            None
+        };
+        self.update(id, |_, state| match state {
+            State::Refreshing(r) => {
+                let next = match check {
+                    Some(child) => Next::Checking(child),
+                    None => {
+                        match next_step(&r.tokens, failures, Some(flight.sent), timing, flow, now) {
+                            // The provider's Retry-After, if longer (bounded).
+                            Next::RefreshAt(t) => Next::RefreshAt(match retry_after {
+                                Some(extra) => {
+                                    t.max(flight.sent + extra.min(super::MAX_RETRY_AFTER))
+                                }
+                                None => t,
+                            }),
+                            n @ (Next::ExpireAt(_) | Next::Checking(_)) => n,
+                        }
+                    }
+                };
+                State::Active(Active {
+                    tokens: r.tokens,
+                    failures,
+                    last_attempt: Some(flight.sent),
+                    told_expired: r.told_expired || tell,
+                    next,
+                })
+            }
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Failed(_)) => other,
+        });
     }
 
     /// Moves a scheduled refresh no earlier than `at`.
@@ -345,4 +338,42 @@ impl Server {
     pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: String) {
         self.fail_with(now, id, why, Some(TokenEvent::Invalidated));
     }
+}
+
+/// When an active account with `tokens` next acts: at
+/// `min(expires - refresh_before_expiry, obtained + refresh_at_least)`, or after a failed
+/// attempt at `last_attempt + refresh_retry`; never before now. Without a refresh token
+/// (outside the client-credentials flow, which asks again), the token is kept until it
+/// expires and then dropped.
+fn next_step(
+    tokens: &Tokens,
+    failures: u32,
+    last_attempt: Option<Instant>,
+    timing: crate::config::Timing,
+    flow: Flow,
+    now: Now,
+) -> Next {
+    if tokens.refresh.is_none() && flow != Flow::ClientCredentials {
+        return Next::ExpireAt(tokens.expires.max(now.boot + Duration::from_millis(1)));
+    }
+    let due = match last_attempt.filter(|_| failures > 0) {
+        // At least a second apart, whatever the config says (0s is accepted).
+        Some(last) => last + timing.refresh_retry.max(Duration::from_secs(1)),
+        None => {
+            let t = tokens;
+            let due = (t.expires - timing.refresh_before_expiry)
+                .min(t.obtained + timing.refresh_at_least);
+            // A token living no longer than refresh_before_expiry (or a refresh_at_least
+            // of 0s) would be refreshed the moment it arrives, and so would its
+            // successor: a busy loop against the provider. Refresh it at half its life
+            // instead, and never within a second of obtaining it.
+            let due = if due > t.obtained {
+                due
+            } else {
+                t.obtained + t.expires.saturating_since(t.obtained) / 2
+            };
+            due.max(t.obtained + Duration::from_secs(1))
+        }
+    };
+    Next::RefreshAt(due.max(now.boot))
 }
