@@ -255,7 +255,7 @@ impl State {
             State::Refreshing(r) => Some(r.flight),
             State::Device(Device::Requesting(f)) => Some(*f),
             State::Device(Device::Polling(p)) => p.step.in_flight(),
-            _ => None,
+            State::Unauthorised | State::Pending(_) | State::Active(_) | State::Failed(_) => None,
         }
     }
 
@@ -268,7 +268,12 @@ impl State {
     pub fn pending_key(&self) -> Option<[u8; 32]> {
         match self {
             State::Pending(p) => Some(p.state_key),
-            _ => None,
+            State::Unauthorised
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_) => None,
         }
     }
 
@@ -277,7 +282,11 @@ impl State {
         match self {
             State::Active(a) => Some(&a.tokens),
             State::Refreshing(r) => Some(&r.tokens),
-            _ => None,
+            State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Failed(_) => None,
         }
     }
 

@@ -127,7 +127,13 @@ impl Server {
                     env = Some(device_env(&p));
                     State::Device(Device::Polling(p))
                 }
-                other => other,
+                other @ (State::Unauthorised
+                | State::Pending(_)
+                | State::Exchanging(_)
+                | State::Device(Device::Requesting(_))
+                | State::Active(_)
+                | State::Refreshing(_)
+                | State::Failed(_)) => other,
             });
             if let Some(env) = env {
                 self.auth_notify_with(id, env);
@@ -172,7 +178,13 @@ impl Server {
                 });
                 State::Device(Device::Polling(p))
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(Device::Requesting(_))
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         if let Some(http) = http {
             self.outputs.push_back(Output::SendHttp { request, http });
@@ -187,7 +199,13 @@ impl Server {
                 p.step = Step::RetryAt(now.boot + p.interval);
                 State::Device(Device::Polling(p))
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(Device::Requesting(_))
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 

@@ -387,7 +387,14 @@ impl Server {
                 a.next = Next::RefreshAt(at);
                 State::Active(a)
             }
-            other => other,
+            // While transient_error_if_cmd decides, it decides.
+            checking @ State::Active(_) => checking,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 

@@ -138,7 +138,12 @@ impl Server {
                 url = Some(p.url.clone());
                 State::Pending(p)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         if let Some(url) = url {
             self.auth_notify(id, &url);
@@ -298,7 +303,12 @@ impl Server {
                         e.step = Step::Discovering;
                         State::Exchanging(e)
                     }
-                    other => other,
+                    other @ (State::Unauthorised
+                    | State::Pending(_)
+                    | State::Device(_)
+                    | State::Active(_)
+                    | State::Refreshing(_)
+                    | State::Failed(_)) => other,
                 });
                 return self.await_issuer(&issuer, id, Want::Exchange);
             }
@@ -327,7 +337,12 @@ impl Server {
                 });
                 State::Exchanging(e)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         if let Some(http) = http {
             self.outputs.push_back(Output::SendHttp { request, http });
@@ -353,7 +368,12 @@ impl Server {
                 attempt = e.attempt;
                 State::Exchanging(e)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         let what = self.exchange_what(id);
         if attempt >= tries {
@@ -420,7 +440,8 @@ impl Server {
             State::Refreshing(_) => self.refresh_finished(now, id, flight, result),
             State::Device(Device::Requesting(_)) => self.codes_received(now, id, result),
             State::Device(Device::Polling(_)) => self.poll_finished(now, id, flight, result),
-            _ => (),
+            // No request of theirs is in flight (in_flight() said so above).
+            State::Unauthorised | State::Pending(_) | State::Active(_) | State::Failed(_) => (),
         }
     }
 
@@ -482,7 +503,12 @@ impl Server {
                 x.step = Step::RetryAt(at);
                 State::Exchanging(x)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 

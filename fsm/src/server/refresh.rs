@@ -171,7 +171,12 @@ impl Server {
                     deadline: now.boot + timeout,
                 },
             }),
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         self.log(Level::Debug, format!("{}: refreshing", self.name_of(id)));
         self.outputs.push_back(Output::SendHttp { request, http });
@@ -318,7 +323,12 @@ impl Server {
                 }
                 State::Active(a)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 
@@ -329,7 +339,12 @@ impl Server {
                 a.next = Next::RefreshAt(now.boot);
                 State::Active(a)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         self.schedule(now, id);
     }

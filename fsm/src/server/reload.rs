@@ -277,7 +277,12 @@ impl Server {
                 p.next_notify = next;
                 State::Pending(p)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 
