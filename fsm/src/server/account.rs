@@ -221,8 +221,8 @@ pub(crate) struct Refreshing {
 pub(crate) struct Failed {
     /// When it failed.
     pub at: Instant,
-    /// What failed, one line, no secrets.
-    pub why: String,
+    /// What failed (its words are one line, with no secrets).
+    pub why: super::failure::Failure,
 }
 
 impl State {
@@ -311,7 +311,7 @@ impl State {
             State::Failed(f) => TokenStatus::NoToken {
                 last_error: Some(LastError {
                     at: now.wall_at(f.at),
-                    message: f.why.clone(),
+                    message: f.why.to_string(),
                 }),
             },
             State::Pending(p) => TokenStatus::Pending {

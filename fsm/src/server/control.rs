@@ -146,9 +146,9 @@ impl Server {
                 if slot.config.flow != Flow::Code && self.held(id, now).is_some() =>
             {
                 let why = match (&slot.state, &slot.last_error) {
-                    (State::Failed(f), _) => f.why.as_str(),
-                    (_, Some((_, why))) => why.as_str(),
-                    _ => "the provider gave no usable token",
+                    (State::Failed(f), _) => f.why.to_string(),
+                    (_, Some((_, why))) => why.to_string(),
+                    _ => "the provider gave no usable token".to_owned(),
                 };
                 return Some(Reply::error(format!("Access token unavailable: {why}")));
             }
@@ -180,7 +180,7 @@ impl Server {
             return "Access token unavailable: the account no longer exists".into();
         };
         // While an account waits to try again after a failure, say what failed.
-        let last = slot.last_error.as_ref().map(|(_, why)| why.as_str());
+        let last = slot.last_error.as_ref().map(|(_, why)| why.to_string());
         match &slot.state {
             State::Active(a) if a.tokens.expires <= now.boot => match last {
                 Some(why) if a.failures > 0 => format!(
@@ -279,7 +279,7 @@ impl Server {
                     state: slot.state.status(now),
                     last_error: slot.last_error.as_ref().map(|(at, message)| LastError {
                         at: now.wall_at(*at),
-                        message: message.clone(),
+                        message: message.to_string(),
                     }),
                 })
             })

@@ -14,6 +14,7 @@ use crate::time::Now;
 use super::account::{Device, InFlight, Polling, State, Step};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Which};
+use super::failure::Failure;
 use super::{AccountId, Server};
 
 impl Server {
@@ -70,7 +71,7 @@ impl Server {
                     // An answer without codes: not asked again before refresh_retry.
                     self.hold(id, sent, None);
                 }
-                return self.fail(now, id, format!("requesting a device code failed: {why}"));
+                return self.fail(now, id, Failure::DeviceCodes(why));
             }
         };
         let polling = Polling {
@@ -110,12 +111,7 @@ impl Server {
             _ => return,
         };
         if expires <= now.boot {
-            return self.fail(
-                now,
-                id,
-                "the device code expired before it was entered: run pizauth show for a new one"
-                    .into(),
-            );
+            return self.fail(now, id, Failure::DeviceExpired);
         }
         if notify.is_some_and(|t| t <= now.boot) {
             let next = self.next_notify(now);
@@ -245,17 +241,14 @@ impl Server {
                 self.poll_again(now, id, self.tunables.slow_down)
             }
             Err(TokenError::Rejected { error: Some(e), .. }) if e == "access_denied" => {
-                self.fail(now, id, "authorisation was denied".into())
+                self.fail(now, id, Failure::DeviceDenied)
             }
-            Err(TokenError::Rejected { error: Some(e), .. }) if e == "expired_token" => self.fail(
-                now,
-                id,
-                "the device code expired before it was entered: run pizauth show for a new one"
-                    .into(),
-            ),
+            Err(TokenError::Rejected { error: Some(e), .. }) if e == "expired_token" => {
+                self.fail(now, id, Failure::DeviceExpired)
+            }
             // A hiccup (a 5xx, a CDN's error page) does not lose the user's code.
             Err(e) if e.is_transient() => self.poll_again(now, id, Duration::ZERO),
-            Err(e) => self.fail(now, id, format!("device authorisation failed: {e}")),
+            Err(e) => self.fail(now, id, Failure::Device(e)),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
 use super::account::{Next, State};
+use super::failure::{Cause, Endpoint, Failure};
 use super::timers::TimerKey;
 use super::{AccountId, Server};
 
@@ -68,10 +69,10 @@ pub(crate) enum Resolved {
     /// The issuer's metadata is being fetched; wait with [`Server::await_issuer`].
     Discovering(String),
     /// There is none, for this reason.
-    Missing(String),
+    Missing(Failure),
     /// The issuer answered with no usable metadata a moment ago, for this reason: it is
     /// not asked again before `refresh_retry` has passed (issue 12, case 2).
-    Held(String),
+    Held(Endpoint),
 }
 
 /// What an account waits for the metadata to do.
@@ -119,8 +120,8 @@ pub(crate) enum IssuerState {
     Failed {
         /// Not fetched again before this.
         until: Option<Instant>,
-        /// Why it failed (`cannot discover the endpoints of ...`).
-        why: String,
+        /// Why it failed.
+        why: Endpoint,
     },
 }
 
@@ -143,7 +144,7 @@ impl Server {
     /// metadata (starting to fetch it if need be).
     pub(super) fn resolve(&mut self, now: Now, id: AccountId, which: Which) -> Resolved {
         let Some(slot) = self.accounts.get(&id) else {
-            return Resolved::Missing("the account no longer exists".into());
+            return Resolved::Missing(Failure::Gone);
         };
         let c = &slot.config;
         let explicit = match which {
@@ -156,16 +157,16 @@ impl Server {
             return Resolved::Url(Arc::clone(u));
         }
         let Some(issuer) = c.issuer.clone() else {
-            return Resolved::Missing(format!("no {} is configured", which.option()));
+            return Resolved::Missing(Failure::Endpoint(Endpoint::NotConfigured(which.option())));
         };
         match self.issuers.get(issuer.as_str()) {
             Some(IssuerState::Known(m)) => match which.from(m) {
                 Some(u) => Resolved::Url(u),
-                None => Resolved::Missing(format!(
-                    "the metadata of {issuer} has no {} (give {} in the config)",
-                    which.field(),
-                    which.option()
-                )),
+                None => Resolved::Missing(Failure::Endpoint(Endpoint::MetadataLacks {
+                    issuer: issuer.to_string(),
+                    field: which.field(),
+                    option: which.option(),
+                })),
             },
             Some(IssuerState::Fetching(_)) => Resolved::Discovering(issuer.to_string()),
             Some(IssuerState::Failed {
@@ -319,8 +320,11 @@ impl Server {
     /// unusable), so it is not asked again before `refresh_retry` (the shortest of the
     /// accounts waiting for it).
     fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String, answered: bool) {
-        let why = format!("cannot discover the endpoints of {issuer}: {why}");
-        self.log(Level::Warn, why.clone());
+        let why = Endpoint::Discovery {
+            issuer: issuer.to_string(),
+            why,
+        };
+        self.log(Level::Warn, why.to_string());
         let waiters = match self.issuers.remove(issuer.as_str()) {
             Some(IssuerState::Fetching(w)) => w,
             _ => Vec::new(),
@@ -348,17 +352,17 @@ impl Server {
                         self.accounts.get(&id).map(|s| &s.state),
                         Some(State::Unauthorised | State::Failed(_))
                     ) {
-                        self.fail(now, id, why.clone());
+                        self.fail(now, id, Failure::Endpoint(why.clone()));
                     }
                 }
                 Want::Exchange => {
                     if self.exchange_discovering(id) {
-                        self.discovery_failed_for_exchange(now, id, &why);
+                        self.discovery_failed_for_exchange(now, id, Cause::Endpoint(why.clone()));
                     }
                 }
                 Want::Refresh => {
                     // Keep the token; try again after refresh_retry.
-                    self.note_error(id, &why);
+                    self.note_error(id, &Failure::Retrying(Cause::Endpoint(why.clone())));
                     self.retry_refresh_later(now, id);
                 }
                 Want::Revoke(job) => self.reply(

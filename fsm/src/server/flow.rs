@@ -17,6 +17,7 @@ use crate::time::{Instant, Now};
 use super::account::{Device, Exchanging, Failed, Grant, InFlight, Pending, State, Step};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
+use super::failure::{Cause, Failure, GrantKind};
 use super::{AccountId, Server};
 use crate::config::Flow;
 
@@ -35,7 +36,7 @@ impl Server {
         now: Now,
         id: AccountId,
         entropy: &mut dyn Entropy,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let which = match self.flow(id) {
             Flow::Code => Which::Auth,
             Flow::Device => Which::Device,
@@ -47,7 +48,8 @@ impl Server {
                 self.await_issuer(&issuer, id, Want::Authorise);
                 return Ok(());
             }
-            Resolved::Missing(why) | Resolved::Held(why) => return Err(why),
+            Resolved::Missing(why) => return Err(why),
+            Resolved::Held(why) => return Err(Failure::Endpoint(why)),
         };
         match self.flow(id) {
             Flow::Code => self.start_code(now, id, &url, entropy),
@@ -76,16 +78,16 @@ impl Server {
         id: AccountId,
         auth_uri: &Url,
         entropy: &mut dyn Entropy,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let Some(slot) = self.accounts.get(&id) else {
-            return Err("the account no longer exists".into());
+            return Err(Failure::Gone);
         };
         let Some(redirect_uri) = oauth::redirect_uri(
             &slot.config,
             self.listeners.http_port,
             self.listeners.https_port,
         ) else {
-            return Err("no redirect listener suits this account's redirect_uri (http_listen or https_listen is none)".into());
+            return Err(Failure::NoListener);
         };
         let state = oauth::random_token(entropy, STATE_BYTES);
         let verifier = oauth::random_token(entropy, VERIFIER_BYTES);
@@ -191,13 +193,10 @@ impl Server {
             return (404, "pizauth: not found".into());
         }
         if let Some(error) = param("error") {
-            let mut why = format!(
-                "authorisation failed: {}",
-                oauth::clean_provider_text(error)
-            );
-            if let Some(d) = param("error_description") {
-                why.push_str(&format!(" ({})", oauth::clean_provider_text(d)));
-            }
+            let why = Failure::Authorisation {
+                error: oauth::clean_provider_text(error),
+                description: param("error_description").map(oauth::clean_provider_text),
+            };
             let page = format!("pizauth: {why}");
             self.fail(now, id, why);
             return (400, page);
@@ -264,11 +263,30 @@ impl Server {
             }
             Resolved::Held(why) => {
                 let what = exchange_what(&grant);
+                let cause = Cause::Endpoint(why);
                 if self.tunables.exchange_tries <= 1 {
-                    return self.fail(now, id, format!("{what} failed after 1 tries: {why}"));
+                    let tries = Some(1);
+                    return self.fail(
+                        now,
+                        id,
+                        Failure::Exchange {
+                            grant: what,
+                            tries,
+                            cause,
+                        },
+                    );
                 }
-                self.note_error(id, &format!("{what} failed: {why}"));
                 let name = self.name_of(id).to_owned();
+                let why = cause.to_string();
+                let tries = None;
+                self.note_error(
+                    id,
+                    &Failure::Exchange {
+                        grant: what,
+                        tries,
+                        cause,
+                    },
+                );
                 self.log(
                     Level::Warn,
                     format!("{name}: {what} failed ({why}); retrying"),
@@ -313,7 +331,9 @@ impl Server {
                 return self.await_issuer(&issuer, id, Want::Exchange);
             }
             Resolved::Missing(why) => return self.fail(now, id, why),
-            Resolved::Held(why) => return self.discovery_failed_for_exchange(now, id, &why),
+            Resolved::Held(why) => {
+                return self.discovery_failed_for_exchange(now, id, Cause::Endpoint(why));
+            }
         };
         let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;
@@ -359,7 +379,7 @@ impl Server {
 
     /// The metadata an exchange waited for could not be fetched: that counts as a failed
     /// attempt (the code is kept for the next one, `exchange_retry_delay` later).
-    pub(super) fn discovery_failed_for_exchange(&mut self, now: Now, id: AccountId, why: &str) {
+    pub(super) fn discovery_failed_for_exchange(&mut self, now: Now, id: AccountId, cause: Cause) {
         let tries = self.tunables.exchange_tries;
         let mut attempt = 0;
         self.update(id, |_, state| match state {
@@ -377,14 +397,27 @@ impl Server {
         });
         let what = self.exchange_what(id);
         if attempt >= tries {
+            let tries = Some(attempt);
             return self.fail(
                 now,
                 id,
-                format!("{what} failed after {attempt} tries: {why}"),
+                Failure::Exchange {
+                    grant: what,
+                    tries,
+                    cause,
+                },
             );
         }
         let name = self.name_of(id).to_owned();
-        self.note_error(id, &format!("{what} failed: {why}"));
+        let why = cause.to_string();
+        self.note_error(
+            id,
+            &Failure::Exchange {
+                grant: what,
+                tries: None,
+                cause,
+            },
+        );
         self.log(
             Level::Warn,
             format!("{name}: {what} failed ({why}); retrying"),
@@ -462,14 +495,27 @@ impl Server {
                     _ => return,
                 };
                 let what = self.exchange_what(id);
+                let cause = Cause::Transport(e.message.clone());
                 if attempt >= self.tunables.exchange_tries {
+                    let tries = Some(attempt);
                     return self.fail(
                         now,
                         id,
-                        format!("{what} failed after {attempt} tries: {}", e.message),
+                        Failure::Exchange {
+                            grant: what,
+                            tries,
+                            cause,
+                        },
                     );
                 }
-                self.note_error(id, &format!("{what} failed: {}", e.message));
+                self.note_error(
+                    id,
+                    &Failure::Exchange {
+                        grant: what,
+                        tries: None,
+                        cause,
+                    },
+                );
                 self.log(
                     Level::Warn,
                     format!("{name}: {what} failed ({}); retrying", e.message),
@@ -490,7 +536,16 @@ impl Server {
                 };
                 self.hold(id, flight.sent, retry_after);
                 let what = self.exchange_what(id);
-                self.fail(now, id, format!("{what} failed: {e}"));
+                let cause = Cause::Answer(e);
+                self.fail(
+                    now,
+                    id,
+                    Failure::Exchange {
+                        grant: what,
+                        tries: None,
+                        cause,
+                    },
+                );
             }
         }
     }
@@ -513,15 +568,15 @@ impl Server {
     }
 
     /// What account `id`'s exchange is, for messages.
-    fn exchange_what(&self, id: AccountId) -> &'static str {
+    fn exchange_what(&self, id: AccountId) -> GrantKind {
         match self.accounts.get(&id).map(|s| &s.state) {
             Some(State::Exchanging(e)) => exchange_what(&e.grant),
-            _ => "exchanging the authorisation code",
+            _ => GrantKind::Code,
         }
     }
 
     /// The account ends up with no token because of `why`; the user is told.
-    pub(super) fn fail(&mut self, now: Now, id: AccountId, why: String) {
+    pub(super) fn fail(&mut self, now: Now, id: AccountId, why: Failure) {
         self.fail_with(now, id, why, None);
     }
 
@@ -531,7 +586,7 @@ impl Server {
         &mut self,
         now: Now,
         id: AccountId,
-        why: String,
+        why: Failure,
         event: Option<TokenEvent>,
     ) {
         self.note_error(id, &why);
@@ -544,15 +599,15 @@ impl Server {
         if let Some(event) = event {
             self.token_event(id, event);
         }
-        self.error_notify(id, &why);
+        self.error_notify(id, &why.to_string());
     }
 }
 
 /// What exchanging `grant` is, for messages.
-fn exchange_what(grant: &Grant) -> &'static str {
+fn exchange_what(grant: &Grant) -> GrantKind {
     match grant {
-        Grant::ClientCredentials => "requesting a token with the client credentials",
-        Grant::Code { .. } => "exchanging the authorisation code",
+        Grant::ClientCredentials => GrantKind::ClientCredentials,
+        Grant::Code { .. } => GrantKind::Code,
     }
 }
 

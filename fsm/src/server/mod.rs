@@ -19,6 +19,7 @@ mod children;
 mod control;
 mod device;
 mod discovery;
+mod failure;
 mod flow;
 #[cfg(any(test, feature = "invariants"))]
 mod liveness;
@@ -33,6 +34,7 @@ pub use reload::{SECRET_TIMEOUT, SecretCommand, fill_secret, secret_commands};
 use account::State;
 use children::Children;
 use discovery::{IssuerState, Side};
+use failure::Failure;
 use timers::{TimerKey, Timers};
 use waiters::Waiter;
 
@@ -107,7 +109,7 @@ struct Slot {
     fingerprint: std::cell::OnceCell<String>,
     state: State,
     /// The last failure of any kind, and when (for `status -j`).
-    last_error: Option<(Instant, String)>,
+    last_error: Option<(Instant, Failure)>,
     /// After an answer that gave no usable token: the provider is not asked again for
     /// this account before this instant (`refresh_retry` after the request, or a longer
     /// `Retry-After`), whoever asks.
@@ -430,10 +432,10 @@ impl Server {
     }
 
     /// Remembers a failure for `status -j`.
-    fn note_error(&mut self, id: AccountId, message: &str) {
+    fn note_error(&mut self, id: AccountId, failure: &Failure) {
         let at = self.latest.map(|n| n.boot).unwrap_or_default();
         if let Some(slot) = self.accounts.get_mut(&id) {
-            slot.last_error = Some((at, message.to_owned()));
+            slot.last_error = Some((at, failure.clone()));
         }
     }
 

@@ -10,6 +10,7 @@ use crate::time::{Instant, Now};
 use super::account::{Active, InFlight, Next, Refreshing, State, Tokens};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
+use super::failure::{Cause, Failure};
 use super::{AccountId, Server};
 use crate::config::Flow;
 
@@ -137,7 +138,7 @@ impl Server {
             }
             Resolved::Held(why) => {
                 // Keep the token; the metadata is fetched again after refresh_retry.
-                self.note_error(id, &why);
+                self.note_error(id, &Failure::Retrying(Cause::Endpoint(why)));
                 return self.retry_refresh_later(now, id);
             }
             Resolved::Missing(why) => return self.invalidate(now, id, why),
@@ -207,9 +208,9 @@ impl Server {
                     TokenError::Transient { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                (e.is_transient(), e.to_string(), retry_after, true)
+                (e.is_transient(), Cause::Answer(e), retry_after, true)
             }),
-            Err(e) => Err((true, e.message, None, false)),
+            Err(e) => Err((true, Cause::Transport(e.message), None, false)),
         };
         match outcome {
             Ok(t) => {
@@ -224,12 +225,12 @@ impl Server {
                 self.install(now, id, tokens);
                 self.token_event(id, TokenEvent::Refreshed);
             }
-            Err((true, message, retry_after, answered)) => {
-                self.transient_failure(now, id, flight, &message, retry_after, answered)
+            Err((true, cause, retry_after, answered)) => {
+                self.transient_failure(now, id, flight, cause, retry_after, answered)
             }
-            Err((false, message, _, _)) => {
+            Err((false, cause, _, _)) => {
                 self.hold(id, flight.sent, None);
-                self.invalidate(now, id, format!("refreshing failed: {message}"))
+                self.invalidate(now, id, Failure::Refresh(cause))
             }
         }
     }
@@ -242,7 +243,7 @@ impl Server {
         now: Now,
         id: AccountId,
         flight: InFlight,
-        message: &str,
+        cause: Cause,
         retry_after: Option<Duration>,
         answered: bool,
     ) {
@@ -258,12 +259,11 @@ impl Server {
         if tell {
             // Once per token: the user holds nothing usable any more, and should hear
             // why before their mail program does.
-            let why = format!(
-                "the access token has expired and refreshing it keeps failing ({message}); pizauth keeps trying"
-            );
-            self.error_notify(id, &why);
+            let why = Failure::ExpiredWhileFailing(cause.clone());
+            self.error_notify(id, &why.to_string());
         }
-        self.note_error(id, message);
+        let message = cause.to_string();
+        self.note_error(id, &Failure::Retrying(cause));
         if answered {
             self.hold(id, flight.sent, retry_after);
         }
@@ -350,7 +350,7 @@ impl Server {
     }
 
     /// Drops the token for good: the next `show` starts a new authorisation.
-    pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: String) {
+    pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: Failure) {
         self.fail_with(now, id, why, Some(TokenEvent::Invalidated));
     }
 }

@@ -46,7 +46,12 @@ impl Server {
         match self.resolve(now, id, Which::Revoke) {
             Resolved::Url(_) => self.send_revocation(now, job),
             Resolved::Discovering(issuer) => self.await_issuer(&issuer, id, Want::Revoke(job)),
-            Resolved::Missing(why) | Resolved::Held(why) => {
+            Resolved::Missing(why) => {
+                return Some(Reply::Notice {
+                    message: format!("{}: revoked locally only: {why}", job.name),
+                });
+            }
+            Resolved::Held(why) => {
                 return Some(Reply::Notice {
                     message: format!("{}: revoked locally only: {why}", job.name),
                 });
