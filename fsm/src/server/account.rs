@@ -21,6 +21,9 @@ use crate::time::{Instant, Now};
 pub(crate) enum State {
     /// No token, nothing under way.
     Unauthorised,
+    /// Waiting for the issuer's metadata before an authorisation can start (queued on
+    /// the issuer, whose fetch has its own deadline).
+    Discovering(Box<Discovering>),
     /// An authorisation URL has been handed out; waiting for the browser's redirect.
     Pending(Box<Pending>),
     /// Exchanging a grant for tokens: the code the redirect brought, or (for
@@ -36,6 +39,16 @@ pub(crate) enum State {
     /// No token because something failed; behaves as `Unauthorised` for `show`, but
     /// `status` says what went wrong.
     Failed(Failed),
+}
+
+/// Waiting for an issuer's metadata to start an authorisation.
+#[derive(Debug)]
+pub(crate) struct Discovering {
+    /// The issuer, as configured.
+    pub issuer: String,
+    /// The failure the account was in when this started, if any (`show` and `status`
+    /// still say what went wrong last time).
+    pub last: Option<Failed>,
 }
 
 /// Waiting for the user to authorise in a browser.
@@ -230,7 +243,8 @@ impl State {
     /// equal to this for every account.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
-            State::Unauthorised | State::Failed(_) => None,
+            // Discovering waits for the fetch, which has its own deadline.
+            State::Unauthorised | State::Failed(_) | State::Discovering(_) => None,
             State::Pending(p) => p.next_notify,
             State::Exchanging(e) => e.step.deadline(),
             State::Device(Device::Requesting(f)) => Some(f.deadline),
@@ -255,7 +269,11 @@ impl State {
             State::Refreshing(r) => Some(r.flight),
             State::Device(Device::Requesting(f)) => Some(*f),
             State::Device(Device::Polling(p)) => p.step.in_flight(),
-            State::Unauthorised | State::Pending(_) | State::Active(_) | State::Failed(_) => None,
+            State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Active(_)
+            | State::Failed(_) => None,
         }
     }
 
@@ -269,6 +287,7 @@ impl State {
         match self {
             State::Pending(p) => Some(p.state_key),
             State::Unauthorised
+            | State::Discovering(_)
             | State::Exchanging(_)
             | State::Device(_)
             | State::Active(_)
@@ -283,6 +302,7 @@ impl State {
             State::Active(a) => Some(&a.tokens),
             State::Refreshing(r) => Some(&r.tokens),
             State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(_)
@@ -294,6 +314,7 @@ impl State {
     pub fn name(&self) -> &'static str {
         match self {
             State::Unauthorised => "unauthorised",
+            State::Discovering(_) => "discovering",
             State::Pending(_) => "pending",
             State::Exchanging(_) => "exchanging",
             State::Device(Device::Requesting(_)) => "device-requesting",
@@ -308,12 +329,8 @@ impl State {
     pub fn status(&self, now: Now) -> TokenStatus {
         match self {
             State::Unauthorised => TokenStatus::NoToken { last_error: None },
-            State::Failed(f) => TokenStatus::NoToken {
-                last_error: Some(LastError {
-                    at: now.wall_at(f.at),
-                    message: f.why.to_string(),
-                }),
-            },
+            State::Failed(f) => failed_status(now, Some(f)),
+            State::Discovering(d) => failed_status(now, d.last.as_ref()),
             State::Pending(p) => TokenStatus::Pending {
                 last_notification: now.wall_at(p.notified),
                 url: Some(p.url.clone()),
@@ -337,6 +354,16 @@ impl State {
             State::Active(a) => token_status(now, &a.tokens, a.last_attempt),
             State::Refreshing(r) => token_status(now, &r.tokens, Some(r.flight.sent)),
         }
+    }
+}
+
+/// `status` of an account with no token, after `failed` if any.
+fn failed_status(now: Now, failed: Option<&Failed>) -> TokenStatus {
+    TokenStatus::NoToken {
+        last_error: failed.map(|f| LastError {
+            at: now.wall_at(f.at),
+            message: f.why.to_string(),
+        }),
     }
 }
 

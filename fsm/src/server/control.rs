@@ -5,7 +5,6 @@ use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
 use super::account::{Device, Grant, State, Step};
-use super::discovery::Want;
 use super::{AccountId, Server};
 use crate::config::Flow;
 
@@ -152,11 +151,12 @@ impl Server {
                 };
                 return Some(Reply::error(format!("Access token unavailable: {why}")));
             }
-            State::Unauthorised | State::Failed(_) => match self.discovering(id) {
-                Some(issuer) => self.await_issuer(&issuer, id, Want::Authorise),
-                None => begin = true,
-            },
-            State::Refreshing(_) | State::Exchanging(_) | State::Pending(_) | State::Device(_) => {}
+            State::Unauthorised | State::Failed(_) => begin = true,
+            State::Discovering(_)
+            | State::Refreshing(_)
+            | State::Exchanging(_)
+            | State::Pending(_)
+            | State::Device(_) => {}
         }
         if begin && let Err(why) = self.begin(now, id, entropy) {
             return Some(Reply::error(format!("Access token unavailable: {why}")));
@@ -226,20 +226,19 @@ impl Server {
                 p.verification_uri, p.user_code
             ),
             State::Device(Device::Polling(_)) => "Access token unavailable until authorised".into(),
-            State::Unauthorised | State::Failed(_) => match self.discovering(id) {
-                Some(issuer) => match &slot.state {
-                    // Fetching again after a failure: say what went wrong last time.
-                    State::Failed(f) => format!(
-                        "Access token unavailable: discovering the endpoints of {issuer} (last time: {})",
-                        f.why
-                    ),
-                    _ => format!("Access token unavailable: discovering the endpoints of {issuer}"),
-                },
-                None => match &slot.state {
-                    State::Failed(f) => format!("Access token unavailable: {}", f.why),
-                    _ => "Access token unavailable".into(),
-                },
+            State::Discovering(d) => match &d.last {
+                // Fetching again after a failure: say what went wrong last time.
+                Some(f) => format!(
+                    "Access token unavailable: discovering the endpoints of {} (last time: {})",
+                    d.issuer, f.why
+                ),
+                None => format!(
+                    "Access token unavailable: discovering the endpoints of {}",
+                    d.issuer
+                ),
             },
+            State::Failed(f) => format!("Access token unavailable: {}", f.why),
+            State::Unauthorised => "Access token unavailable".into(),
         }
     }
 

@@ -124,6 +124,7 @@ impl Server {
                     State::Device(Device::Polling(p))
                 }
                 other @ (State::Unauthorised
+                | State::Discovering(_)
                 | State::Pending(_)
                 | State::Exchanging(_)
                 | State::Device(Device::Requesting(_))
@@ -175,6 +176,7 @@ impl Server {
                 State::Device(Device::Polling(p))
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(Device::Requesting(_))
@@ -196,6 +198,7 @@ impl Server {
                 State::Device(Device::Polling(p))
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(Device::Requesting(_))

@@ -200,15 +200,6 @@ impl Server {
         }
     }
 
-    /// Whether `id`'s issuer is being fetched (for `show` messages).
-    pub(super) fn discovering(&self, id: AccountId) -> Option<String> {
-        let issuer = self.accounts.get(&id)?.config.issuer.as_ref()?;
-        match self.issuers.get(issuer.as_str()) {
-            Some(IssuerState::Fetching(_)) => Some(issuer.to_string()),
-            _ => None,
-        }
-    }
-
     fn fetch_metadata(&mut self, now: Now, issuer: Arc<Url>, stage: usize) {
         let [rfc8414, oidc] = oauth::discovery_urls(&issuer);
         let url = Arc::new(if stage == 0 { rfc8414 } else { oidc });
@@ -297,11 +288,11 @@ impl Server {
         for (id, want) in waiters {
             match want {
                 Want::Authorise => {
-                    let idle = matches!(
+                    let waiting = matches!(
                         self.accounts.get(&id).map(|s| &s.state),
-                        Some(State::Unauthorised | State::Failed(_))
+                        Some(State::Discovering(_))
                     );
-                    if idle && let Err(why) = self.begin(now, id, entropy) {
+                    if waiting && let Err(why) = self.begin(now, id, entropy) {
                         self.fail(now, id, why);
                     }
                 }
@@ -350,7 +341,7 @@ impl Server {
                 Want::Authorise => {
                     if matches!(
                         self.accounts.get(&id).map(|s| &s.state),
-                        Some(State::Unauthorised | State::Failed(_))
+                        Some(State::Discovering(_))
                     ) {
                         self.fail(now, id, Failure::Endpoint(why.clone()));
                     }
@@ -394,6 +385,7 @@ impl Server {
             // While transient_error_if_cmd decides, it decides.
             checking @ State::Active(_) => checking,
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(_)

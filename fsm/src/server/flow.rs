@@ -14,7 +14,9 @@ use crate::oauth::{self, STATE_BYTES, VERIFIER_BYTES};
 use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
-use super::account::{Device, Exchanging, Failed, Grant, InFlight, Pending, State, Step};
+use super::account::{
+    Device, Discovering, Exchanging, Failed, Grant, InFlight, Pending, State, Step,
+};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
 use super::failure::{Cause, Failure, GrantKind};
@@ -46,6 +48,19 @@ impl Server {
             Resolved::Url(u) => u,
             Resolved::Discovering(issuer) => {
                 self.await_issuer(&issuer, id, Want::Authorise);
+                self.update(id, |_, old| {
+                    let last = match old {
+                        State::Failed(f) => Some(f),
+                        State::Discovering(d) => d.last,
+                        State::Unauthorised
+                        | State::Pending(_)
+                        | State::Exchanging(_)
+                        | State::Device(_)
+                        | State::Active(_)
+                        | State::Refreshing(_) => None,
+                    };
+                    State::Discovering(Box::new(Discovering { issuer, last }))
+                });
                 return Ok(());
             }
             Resolved::Missing(why) => return Err(why),
@@ -141,6 +156,7 @@ impl Server {
                 State::Pending(p)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Exchanging(_)
             | State::Device(_)
             | State::Active(_)
@@ -322,6 +338,7 @@ impl Server {
                         State::Exchanging(e)
                     }
                     other @ (State::Unauthorised
+                    | State::Discovering(_)
                     | State::Pending(_)
                     | State::Device(_)
                     | State::Active(_)
@@ -358,6 +375,7 @@ impl Server {
                 State::Exchanging(e)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Device(_)
             | State::Active(_)
@@ -389,6 +407,7 @@ impl Server {
                 State::Exchanging(e)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Device(_)
             | State::Active(_)
@@ -474,7 +493,11 @@ impl Server {
             State::Device(Device::Requesting(_)) => self.codes_received(now, id, result),
             State::Device(Device::Polling(_)) => self.poll_finished(now, id, flight, result),
             // No request of theirs is in flight (in_flight() said so above).
-            State::Unauthorised | State::Pending(_) | State::Active(_) | State::Failed(_) => (),
+            State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Active(_)
+            | State::Failed(_) => (),
         }
     }
 
@@ -559,6 +582,7 @@ impl Server {
                 State::Exchanging(x)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Device(_)
             | State::Active(_)

@@ -14,6 +14,10 @@ impl Server {
         let name = &slot.config.name;
         match &slot.state {
             State::Unauthorised | State::Failed(_) | State::Pending(_) => (),
+            State::Discovering(_) => assert!(
+                self.queued_for_issuer(id, slot, |w| matches!(w, Want::Authorise)),
+                "{name}: discovering, but not queued on its issuer"
+            ),
             State::Exchanging(e) => match e.step {
                 Step::InFlight(_) => (),
                 Step::RetryAt(_) => assert!(

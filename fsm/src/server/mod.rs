@@ -312,7 +312,8 @@ impl Server {
             State::Device(_) => self.device_due(now, id),
             State::Active(_) => self.active_due(now, id),
             State::Refreshing(_) => self.refresh_timed_out(now, id),
-            State::Unauthorised | State::Failed(_) => (),
+            // Discovering has no deadline: its issuer's fetch has.
+            State::Unauthorised | State::Failed(_) | State::Discovering(_) => (),
         }
     }
 

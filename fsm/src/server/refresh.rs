@@ -73,6 +73,7 @@ impl Server {
                 State::Active(a)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(_)
@@ -173,6 +174,7 @@ impl Server {
                 },
             }),
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(_)
@@ -306,6 +308,7 @@ impl Server {
                 })
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(_)
@@ -324,6 +327,7 @@ impl Server {
                 State::Active(a)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(_)
@@ -340,6 +344,7 @@ impl Server {
                 State::Active(a)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Pending(_)
             | State::Exchanging(_)
             | State::Device(_)

@@ -278,6 +278,7 @@ impl Server {
                 State::Pending(p)
             }
             other @ (State::Unauthorised
+            | State::Discovering(_)
             | State::Exchanging(_)
             | State::Device(_)
             | State::Active(_)
