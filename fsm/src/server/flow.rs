@@ -471,7 +471,7 @@ impl Server {
         if self.side.contains_key(&request) {
             return self.side_finished(now, request, result, entropy);
         }
-        let Some(id) = self.requests.remove(&request) else {
+        let Some(id) = self.requests.get(&request).copied() else {
             self.log(
                 Level::Debug,
                 format!(
@@ -487,6 +487,8 @@ impl Server {
         let Some(flight) = state.in_flight() else {
             return;
         };
+        // The driver is done with this request: the next state drops it uncancelled.
+        self.answered = Some(request);
         match state {
             State::Exchanging(_) => self.exchange_finished(now, id, flight, result),
             State::Refreshing(_) => self.refresh_finished(now, id, flight, result),
@@ -499,6 +501,7 @@ impl Server {
             | State::Active(_)
             | State::Failed(_) => (),
         }
+        self.answered = None;
     }
 
     /// The code exchange ended: tokens, a retry after a transport error, or failure.

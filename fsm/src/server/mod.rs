@@ -136,8 +136,11 @@ pub struct Server {
     by_name: BTreeMap<String, AccountId>,
     /// Pending authorisation requests by SHA-256 of their `state`.
     pending: BTreeMap<[u8; 32], AccountId>,
-    /// Requests in flight and whose they are.
+    /// Requests in flight and whose they are; kept by [`Server::update`] alone.
     requests: BTreeMap<RequestId, AccountId>,
+    /// The request whose answer is being handled, if any: the state that follows drops
+    /// it without cancelling it.
+    answered: Option<RequestId>,
     /// Requests in flight that belong to no account state: discovery and revocation.
     side: BTreeMap<RequestId, Side>,
     /// What is known of each issuer's metadata, by issuer URL.
@@ -180,6 +183,7 @@ impl Server {
             by_name: BTreeMap::new(),
             pending: BTreeMap::new(),
             requests: BTreeMap::new(),
+            answered: None,
             side: BTreeMap::new(),
             issuers: BTreeMap::new(),
             waiters: BTreeMap::new(),
@@ -331,8 +335,9 @@ impl Server {
     }
 
     /// Replaces the state of account `id` with what `f` makes of the old one, keeping
-    /// every index in step: the pending-state index, the request map (a request the new
-    /// state no longer carries is cancelled), and the account's timer.
+    /// every index in step, derived from the old and the new state alone: the
+    /// pending-state index, the request map (a request the new state no longer carries is
+    /// cancelled, unless it is the one just answered), and the account's timer.
     fn update(&mut self, id: AccountId, f: impl FnOnce(&mut Server, State) -> State) {
         let Some(slot) = self.accounts.get_mut(&id) else {
             return;
@@ -351,9 +356,11 @@ impl Server {
         let new_request = new.request();
         if let Some(r) = old_request
             && new_request != Some(r)
-            && self.requests.remove(&r).is_some()
         {
-            self.outputs.push_back(Output::CancelHttp { request: r });
+            self.requests.remove(&r);
+            if self.answered != Some(r) {
+                self.outputs.push_back(Output::CancelHttp { request: r });
+            }
         }
         if let Some(r) = new_request {
             self.requests.insert(r, id);
@@ -468,6 +475,7 @@ impl Server {
                 "info clients wait for a certificate that is not being made"
             );
         }
+        assert!(self.answered.is_none(), "an answer still being handled");
         let now = self.latest.map(|n| n.boot);
         let mut pending_seen = 0;
         let mut requests_seen = 0;

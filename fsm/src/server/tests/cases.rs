@@ -359,3 +359,40 @@ fn show_names_the_last_failure_while_an_account_waits_after_one() {
         )
     );
 }
+
+/// The request map is kept by `Server::update` alone, from the old and new state: a
+/// request just answered is dropped without a `CancelHttp` (the driver is done with it),
+/// whatever the answer did; one abandoned (a timeout) is cancelled.
+#[test]
+fn an_answered_request_is_never_cancelled() {
+    let mut sim = active("work", 100);
+    for (status, body) in [
+        (503, ""),
+        (200, "<html></html>"),
+        (
+            200,
+            r#"{"access_token":"AT2","token_type":"bearer","expires_in":100}"#,
+        ),
+        (400, r#"{"error":"invalid_grant"}"#),
+    ] {
+        // To the next refresh (or retry).
+        let wait = sim.next_deadline().expect("a refresh is due") - sim.elapsed();
+        let out = sim.advance(wait);
+        let (id, _) = single_http(&out);
+        let out = sim.respond(id, status, body);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::CancelHttp { .. })),
+            "{status} {body}: {out:?}"
+        );
+    }
+    let url = unavailable(&mut sim, "work");
+    let state = query_param(url.rsplit(' ').next().unwrap(), "state").unwrap();
+    let (_, _, out) = sim.redirect(&format!("/?state={state}&code=C"));
+    let (id, _) = single_http(&out);
+    let out = sim.advance(secs(30));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::CancelHttp { request } if *request == id)),
+        "{out:?}"
+    );
+}
