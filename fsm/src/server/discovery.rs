@@ -111,8 +111,14 @@ pub(crate) struct RevokeJob {
 /// What is known of one issuer.
 #[derive(Debug)]
 pub(crate) enum IssuerState {
-    /// Its metadata is being fetched; these accounts wait for it.
-    Fetching(Vec<(AccountId, Want)>),
+    /// Its metadata is being fetched; these accounts wait for it. The instant is the
+    /// hold of the failure before, if the issuer answered then: nothing of this fetch was
+    /// sent before it (checked by the invariants).
+    Fetching(
+        Vec<(AccountId, Want)>,
+        // Read only by the invariants.
+        #[cfg_attr(not(any(test, feature = "invariants")), allow(dead_code))] Option<Instant>,
+    ),
     /// Its metadata.
     Known(Box<Metadata>),
     /// Fetching failed, for this reason; tried again when next needed, but not before
@@ -134,6 +140,9 @@ pub(crate) enum Side {
         issuer: Arc<Url>,
         /// Which well-known URL.
         stage: usize,
+        /// When it was sent (read only by the invariants).
+        #[cfg_attr(not(any(test, feature = "invariants")), allow(dead_code))]
+        sent: crate::time::Instant,
     },
     /// Revoking a token.
     Revocation(RevokeJob),
@@ -168,14 +177,18 @@ impl Server {
                     option: which.option(),
                 })),
             },
-            Some(IssuerState::Fetching(_)) => Resolved::Discovering(issuer.to_string()),
+            Some(IssuerState::Fetching(..)) => Resolved::Discovering(issuer.to_string()),
             Some(IssuerState::Failed {
                 until: Some(until),
                 why,
             }) if now.boot < *until => Resolved::Held(why.clone()),
             None | Some(IssuerState::Failed { .. }) => {
+                let held = match self.issuers.get(issuer.as_str()) {
+                    Some(IssuerState::Failed { until, .. }) => *until,
+                    _ => None,
+                };
                 self.issuers
-                    .insert(issuer.to_string(), IssuerState::Fetching(Vec::new()));
+                    .insert(issuer.to_string(), IssuerState::Fetching(Vec::new(), held));
                 self.fetch_metadata(now, issuer.clone(), 0);
                 Resolved::Discovering(issuer.to_string())
             }
@@ -184,7 +197,7 @@ impl Server {
 
     /// Asks to do `want` for account `id` once `issuer`'s metadata is known.
     pub(super) fn await_issuer(&mut self, issuer: &str, id: AccountId, want: Want) {
-        if let Some(IssuerState::Fetching(waiters)) = self.issuers.get_mut(issuer) {
+        if let Some(IssuerState::Fetching(waiters, _)) = self.issuers.get_mut(issuer) {
             let duplicate = waiters.iter().any(|(w, x)| {
                 *w == id
                     && matches!(
@@ -213,7 +226,16 @@ impl Server {
             body: Secret::new(Vec::new()),
             timeout: self.tunables.http_timeout,
         };
-        self.send_side(now, Side::Discovery { issuer, stage }, http);
+        let sent = now.boot;
+        self.send_side(
+            now,
+            Side::Discovery {
+                issuer,
+                stage,
+                sent,
+            },
+            http,
+        );
     }
 
     /// Sends a request that belongs to no account, with its own deadline.
@@ -239,7 +261,7 @@ impl Server {
         self.timers.set(TimerKey::Request(request), None);
         match side {
             Side::Revocation(job) => self.revocation_finished(job, result),
-            Side::Discovery { issuer, stage } => {
+            Side::Discovery { issuer, stage, .. } => {
                 let outcome = match &result {
                     Ok(r) => oauth::parse_metadata(r, &issuer),
                     Err(e) => Err(e.message.clone()),
@@ -282,7 +304,7 @@ impl Server {
             .issuers
             .insert(issuer.to_string(), IssuerState::Known(Box::new(metadata)))
         {
-            Some(IssuerState::Fetching(w)) => w,
+            Some(IssuerState::Fetching(w, _)) => w,
             _ => Vec::new(),
         };
         for (id, want) in waiters {
@@ -317,7 +339,7 @@ impl Server {
         };
         self.log(Level::Warn, why.to_string());
         let waiters = match self.issuers.remove(issuer.as_str()) {
-            Some(IssuerState::Fetching(w)) => w,
+            Some(IssuerState::Fetching(w, _)) => w,
             _ => Vec::new(),
         };
         let until = answered.then(|| {

@@ -41,7 +41,7 @@ impl Server {
             return false;
         };
         match self.issuers.get(issuer.as_str()) {
-            Some(IssuerState::Fetching(waiters)) => {
+            Some(IssuerState::Fetching(waiters, _)) => {
                 waiters.iter().any(|(w, x)| *w == id && want(x))
             }
             _ => false,
@@ -51,7 +51,24 @@ impl Server {
     /// Every issuer whose metadata accounts wait for is being fetched.
     fn check_issuers(&self) {
         for (issuer, state) in &self.issuers {
-            if let IssuerState::Fetching(waiters) = state {
+            if let IssuerState::Fetching(waiters, held) = state {
+                // The request-rate bound, for issuers: not asked again before the hold
+                // of an answer that gave no usable metadata.
+                for s in self.side.values() {
+                    if let (
+                        Side::Discovery {
+                            issuer: i, sent, ..
+                        },
+                        Some(held),
+                    ) = (s, held)
+                        && i.as_str() == issuer
+                    {
+                        assert!(
+                            sent >= held,
+                            "the metadata of {issuer} was asked for again before refresh_retry"
+                        );
+                    }
+                }
                 let fetching = self.side.values().any(
                     |s| matches!(s, Side::Discovery { issuer: i, .. } if i.as_str() == issuer),
                 );
