@@ -214,6 +214,9 @@ pub(crate) enum Next {
     ExpireAt(Instant),
     /// `transient_error_if_cmd` is deciding whether to keep retrying.
     Checking(ChildId),
+    /// Refresh once the issuer's metadata names the token endpoint (queued on the
+    /// issuer, whose fetch has its own deadline).
+    Discovering,
 }
 
 /// Holding a token and refreshing it.
@@ -256,7 +259,7 @@ impl State {
             }
             State::Active(a) => match a.next {
                 Next::RefreshAt(t) | Next::ExpireAt(t) => Some(t),
-                Next::Checking(_) => None,
+                Next::Checking(_) | Next::Discovering => None,
             },
             State::Refreshing(r) => Some(r.flight.deadline),
         }

@@ -1,7 +1,7 @@
 //! The liveness invariant (checked by property tests and fuzz runs after every step):
 //! every account is at rest, or waits for something that is sure to happen.
 
-use super::account::{Device, State, Step};
+use super::account::{Device, Next, State, Step};
 use super::discovery::{IssuerState, Side, Want};
 use super::{AccountId, Server, Slot};
 
@@ -30,6 +30,10 @@ impl Server {
                 ),
             },
             State::Device(Device::Requesting(_) | Device::Polling(_)) => (),
+            State::Active(a) if a.next == Next::Discovering => assert!(
+                self.queued_for_issuer(id, slot, |w| matches!(w, Want::Refresh)),
+                "{name}: waits for metadata to refresh, but is not queued for it"
+            ),
             State::Active(_) | State::Refreshing(_) => (),
         }
         self.check_issuers();

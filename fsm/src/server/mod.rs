@@ -509,6 +509,10 @@ impl Server {
                 match &slot.state {
                     State::Exchanging(e) if e.step == account::Step::Discovering => (),
                     State::Active(account::Active {
+                        next: account::Next::Discovering,
+                        ..
+                    }) => (),
+                    State::Active(account::Active {
                         next: account::Next::Checking(c),
                         ..
                     }) => assert!(

@@ -101,7 +101,7 @@ impl Server {
                 self.update(id, |_, _| State::Unauthorised);
                 self.token_event(id, TokenEvent::Invalidated);
             }
-            Next::Checking(_) => (),
+            Next::Checking(_) | Next::Discovering => (),
         }
     }
 
@@ -135,7 +135,19 @@ impl Server {
             Resolved::Url(u) => u,
             Resolved::Discovering(issuer) => {
                 self.await_issuer(&issuer, id, Want::Refresh);
-                return self.retry_refresh_later(now, id);
+                return self.update(id, |_, state| match state {
+                    State::Active(mut a) => {
+                        a.next = Next::Discovering;
+                        State::Active(a)
+                    }
+                    other @ (State::Unauthorised
+                    | State::Discovering(_)
+                    | State::Pending(_)
+                    | State::Exchanging(_)
+                    | State::Device(_)
+                    | State::Refreshing(_)
+                    | State::Failed(_)) => other,
+                });
             }
             Resolved::Held(why) => {
                 // Keep the token; the metadata is fetched again after refresh_retry.
@@ -295,7 +307,7 @@ impl Server {
                                 }
                                 None => t,
                             }),
-                            n @ (Next::ExpireAt(_) | Next::Checking(_)) => n,
+                            n @ (Next::ExpireAt(_) | Next::Checking(_) | Next::Discovering) => n,
                         }
                     }
                 };

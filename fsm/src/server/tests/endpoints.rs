@@ -258,3 +258,28 @@ fn an_explicit_auth_uri_exchanges_the_code_as_soon_as_the_token_endpoint_is_disc
     );
     assert_eq!(sim.show_text("a"), Ok("AT".into()));
 }
+
+/// A refresh that needs the token endpoint from metadata not yet fetched (a token
+/// restored from a dump) waits for the metadata in its state (`Next::Discovering`) and is
+/// sent the moment it arrives.
+#[test]
+fn a_refresh_waiting_for_the_metadata_is_sent_when_it_arrives() {
+    let mut sim = Sim::new(config(vec![issuer_account("a")]));
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    sim.respond(id, 200, METADATA);
+    sim.authorise("a", "AT", Some("RT"), 3600);
+    let Reply::Dump { dump } = sim.ask(Request::Dump).0 else {
+        panic!("no dump")
+    };
+    let mut sim = Sim::new(config(vec![issuer_account("a")]));
+    assert!(matches!(sim.ask(Request::Restore { dump }).0, Reply::Done));
+    assert_eq!(sim.show_text("a"), Ok("AT".into()));
+    let out = sim.advance(secs(3510));
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    let out = sim.respond(id, 200, METADATA);
+    let (_, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
+    assert!(form(http).contains(&("refresh_token".into(), "RT".into())));
+}
