@@ -251,7 +251,11 @@ impl Server {
             }
             // A hiccup (a 5xx, a CDN's error page) does not lose the user's code.
             Err(e) if e.is_transient() => self.poll_again(now, id, Duration::ZERO),
-            Err(e) => self.fail(now, id, Failure::Device(e)),
+            Err(e) => {
+                // A refusal: the next device request waits refresh_retry (issue 12).
+                self.hold(id, flight.sent, None);
+                self.fail(now, id, Failure::Device(e))
+            }
         }
     }
 }

@@ -396,3 +396,34 @@ fn an_answered_request_is_never_cancelled() {
         "{out:?}"
     );
 }
+
+/// The rate bound in the device flow: a poll the token endpoint refuses ends the flow,
+/// and `show` asks for new codes only `refresh_retry` later.
+#[test]
+fn a_refused_device_poll_holds_the_next_request_back() {
+    let mut a = account("tv");
+    a.flow = Flow::Device;
+    a.auth_uri = None;
+    a.device_auth_uri = Some(Url::parse("https://auth.example/device").unwrap().into());
+    a.timing.refresh_retry = secs(30);
+    let mut sim = Sim::new(config(vec![a]));
+    let (_, out) = sim.show("tv");
+    let (id, _) = single_http(&out);
+    sim.respond(
+        id,
+        200,
+        r#"{"device_code":"D","user_code":"U","verification_uri":"https://auth.example/v","interval":5}"#,
+    );
+    let out = sim.advance(secs(5));
+    let (id, _) = single_http(&out);
+    sim.respond(id, 401, r#"{"error":"invalid_client"}"#);
+    let (reply, out) = sim.show("tv");
+    assert!(http_requests(&out).is_empty(), "{out:?}");
+    assert!(
+        matches!(&reply, Reply::Error { message } if message == "Access token unavailable: device authorisation failed: token endpoint answered HTTP 401: invalid_client"),
+        "{reply:?}"
+    );
+    sim.advance(secs(30));
+    let (_, out) = sim.show("tv");
+    assert_eq!(http_requests(&out).len(), 1);
+}
