@@ -57,6 +57,7 @@ impl Server {
             _ => return,
         };
         let answered = result.is_ok();
+        let retry_after = result.as_ref().ok().and_then(oauth::retry_after);
         let parsed = match result {
             Ok(r) => oauth::parse_device_response(&r).map_err(|e| {
                 e.to_string()
@@ -69,7 +70,7 @@ impl Server {
             Err(why) => {
                 if answered {
                     // An answer without codes: not asked again before refresh_retry.
-                    self.hold(id, sent, None);
+                    self.hold(id, sent, retry_after);
                 }
                 return self.fail(now, id, Failure::DeviceCodes(why));
             }

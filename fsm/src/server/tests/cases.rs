@@ -427,3 +427,25 @@ fn a_refused_device_poll_holds_the_next_request_back() {
     let (_, out) = sim.show("tv");
     assert_eq!(http_requests(&out).len(), 1);
 }
+
+/// Found by the liveness property's own check of the rate bound: a request for device
+/// codes answered 503 with a `Retry-After` longer than `refresh_retry` was asked again
+/// after `refresh_retry` only.
+#[test]
+fn retry_after_holds_the_device_code_request_back() {
+    let mut a = account("tv");
+    a.flow = Flow::Device;
+    a.auth_uri = None;
+    a.device_auth_uri = Some(Url::parse("https://auth.example/device").unwrap().into());
+    a.timing.refresh_retry = secs(1);
+    let mut sim = Sim::new(config(vec![a]));
+    let (_, out) = sim.show("tv");
+    let (id, _) = single_http(&out);
+    sim.respond_with_headers(id, 503, vec![("Retry-After".into(), "30".into())], "");
+    sim.advance(secs(29));
+    let (_, out) = sim.show("tv");
+    assert!(http_requests(&out).is_empty(), "{out:?}");
+    sim.advance(secs(1));
+    let (_, out) = sim.show("tv");
+    assert_eq!(http_requests(&out).len(), 1);
+}

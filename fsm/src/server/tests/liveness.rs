@@ -121,11 +121,36 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// What a request asks, for the test's own check of the request-rate bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A refresh, a client-credentials request or a request for device codes: what an
+    /// account sends without the user's new consent.
+    Unprompted,
+    /// A device-flow poll (paced by the provider's interval).
+    Poll,
+    /// Anything else (a code exchange, discovery, revocation).
+    Other,
+}
+
+/// A request in flight, as the test saw it go out.
+struct Sent {
+    id: RequestId,
+    http: HttpRequest,
+    at: Instant,
+    account: Option<super::super::AccountId>,
+    kind: Kind,
+}
+
 struct World {
     sim: Sim,
     text: String,
     names: Vec<String>,
-    in_flight: Vec<(RequestId, HttpRequest)>,
+    in_flight: Vec<Sent>,
+    /// The test's own record of the request-rate bound, independent of the server's:
+    /// per account, the earliest instant an unprompted request may go out after an
+    /// answer that gave no usable token.
+    quiet: std::collections::BTreeMap<super::super::AccountId, Instant>,
     children: Vec<(ChildId, bool)>,
     next_client: u64,
     codes: u64,
@@ -153,6 +178,7 @@ impl World {
             text,
             names,
             in_flight: Vec::new(),
+            quiet: std::collections::BTreeMap::new(),
             children: Vec::new(),
             next_client: 10_000,
             codes: 0,
@@ -162,8 +188,42 @@ impl World {
     fn note(&mut self, out: Vec<Output>) {
         for o in out {
             match o {
-                Output::SendHttp { request, http } => self.in_flight.push((request, http)),
-                Output::CancelHttp { request } => self.in_flight.retain(|(r, _)| *r != request),
+                Output::SendHttp { request, http } => {
+                    let account = self.sim.server.requests.get(&request).copied();
+                    let grant = form(&http)
+                        .into_iter()
+                        .find(|(k, _)| k == "grant_type")
+                        .map(|(_, v)| v);
+                    let kind = match grant.as_deref() {
+                        Some("refresh_token" | "client_credentials") => Kind::Unprompted,
+                        Some(g) if g.ends_with("device_code") => Kind::Poll,
+                        _ if http.url.path().ends_with("/device") => Kind::Unprompted,
+                        _ => Kind::Other,
+                    };
+                    // Outputs of an `advance` are seen at its end: the state knows when a
+                    // request still in flight went out (one already gone was cancelled).
+                    let at = account
+                        .and_then(|a| self.sim.server.accounts[&a].state.in_flight())
+                        .filter(|f| f.request == request)
+                        .map_or(self.sim.now.boot, |f| f.sent);
+                    if let (Kind::Unprompted, Some(a)) = (kind, account)
+                        && let Some(quiet) = self.quiet.get(&a)
+                    {
+                        assert!(
+                            at >= *quiet,
+                            "asked the provider {:?} before refresh_retry after an answer with no usable token",
+                            quiet.saturating_since(at)
+                        );
+                    }
+                    self.in_flight.push(Sent {
+                        id: request,
+                        http,
+                        at,
+                        account,
+                        kind,
+                    });
+                }
+                Output::CancelHttp { request } => self.in_flight.retain(|s| s.id != request),
                 Output::Spawn { child, capture, .. } => self.children.push((child, capture)),
                 _ => (),
             }
@@ -178,7 +238,32 @@ impl World {
         if self.in_flight.is_empty() {
             return;
         }
-        let (id, http) = self.in_flight.remove(i % self.in_flight.len());
+        let sent = self.in_flight.remove(i % self.in_flight.len());
+        let (id, http) = (sent.id, &sent.http);
+        if let Some(a) = sent.account {
+            // Only a refusal ends a device flow; other odd answers to a poll are retried at
+            // the provider's interval.
+            let no_token = match (answer, sent.kind) {
+                (Answer::Good | Answer::Broken, _) => false,
+                (Answer::Refused, Kind::Poll) => true,
+                (_, Kind::Poll) => false,
+                _ => true,
+            };
+            if no_token {
+                let retry = self.sim.server.accounts[&a]
+                    .config
+                    .timing
+                    .refresh_retry
+                    .max(secs(1));
+                let extra = match answer {
+                    Answer::Transient(s) => secs(u64::from(s)),
+                    _ => Duration::ZERO,
+                };
+                self.quiet.insert(a, sent.at + retry.max(extra));
+            } else if matches!(answer, Answer::Good) {
+                self.quiet.remove(&a);
+            }
+        }
         let token = r#"{"access_token":"TOKEN-1","token_type":"bearer","expires_in":3600,"refresh_token":"REFRESH-1"}"#;
         let out = match answer {
             Answer::Good => {
