@@ -36,7 +36,6 @@ impl Server {
             ),
             State::Active(_) | State::Refreshing(_) => (),
         }
-        self.check_issuers();
     }
 
     /// Whether account `id` waits in its issuer's queue for something `want` accepts.
@@ -52,8 +51,9 @@ impl Server {
         }
     }
 
-    /// Every issuer whose metadata accounts wait for is being fetched.
-    fn check_issuers(&self) {
+    /// Every issuer whose metadata accounts wait for is being fetched, and none is asked
+    /// again before the hold of its last unusable answer.
+    pub(super) fn check_issuers(&self) {
         for (issuer, state) in &self.issuers {
             if let IssuerState::Fetching(waiters, held) = state {
                 // The request-rate bound, for issuers: not asked again before the hold

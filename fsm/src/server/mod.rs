@@ -532,6 +532,7 @@ impl Server {
                 );
             }
         }
+        self.check_issuers();
         assert_eq!(self.by_name.len(), self.accounts.len(), "name index size");
         assert_eq!(self.pending.len(), pending_seen, "stale pending entries");
         assert_eq!(self.requests.len(), requests_seen, "stale request entries");
