@@ -13,7 +13,7 @@ use crate::time::Now;
 
 use super::account::{Device, InFlight, Polling, State, Step};
 use super::children::TokenEvent;
-use super::discovery::{Resolved, Which};
+use super::discovery::{Resolved, Want, Which};
 use super::failure::Failure;
 use super::{AccountId, Server};
 
@@ -148,12 +148,28 @@ impl Server {
     }
 
     /// Polls the token endpoint (RFC 8628 3.4).
-    fn poll(&mut self, now: Now, id: AccountId) {
+    pub(super) fn poll(&mut self, now: Now, id: AccountId) {
         let url = match self.resolve(now, id, Which::Token) {
             Resolved::Url(u) => u,
-            Resolved::Discovering(_) | Resolved::Held(_) => {
-                return self.poll_again(now, id, Duration::ZERO);
+            Resolved::Discovering(issuer) => {
+                // Poll the moment the metadata names the token endpoint.
+                self.await_issuer(&issuer, id, Want::Poll);
+                return self.update(id, |_, state| match state {
+                    State::Device(Device::Polling(mut p)) => {
+                        p.step = Step::Discovering;
+                        State::Device(Device::Polling(p))
+                    }
+                    other @ (State::Unauthorised
+                    | State::Discovering(_)
+                    | State::Pending(_)
+                    | State::Exchanging(_)
+                    | State::Device(Device::Requesting(_))
+                    | State::Active(_)
+                    | State::Refreshing(_)
+                    | State::Failed(_)) => other,
+                });
             }
+            Resolved::Held(_) => return self.poll_again(now, id, Duration::ZERO),
             Resolved::Missing(why) => return self.fail(now, id, why),
         };
         let request = self.fresh_request();
@@ -190,8 +206,16 @@ impl Server {
         }
     }
 
+    /// Whether account `id` polls and waits for its issuer's metadata.
+    pub(super) fn poll_discovering(&self, id: AccountId) -> bool {
+        matches!(
+            self.accounts.get(&id).map(|s| &s.state),
+            Some(State::Device(Device::Polling(p))) if p.step == Step::Discovering
+        )
+    }
+
     /// Schedules the next poll `interval + extra` from now (`extra` grows the interval).
-    fn poll_again(&mut self, now: Now, id: AccountId, extra: Duration) {
+    pub(super) fn poll_again(&mut self, now: Now, id: AccountId, extra: Duration) {
         self.update(id, |_, state| match state {
             State::Device(Device::Polling(mut p)) => {
                 p.interval += extra;

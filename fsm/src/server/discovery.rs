@@ -82,6 +82,10 @@ pub(crate) enum Want {
     Authorise,
     /// Refresh the token.
     Refresh,
+    /// Poll for the device flow's token, waiting in [`Step::Discovering`].
+    ///
+    /// [`Step::Discovering`]: super::account::Step::Discovering
+    Poll,
     /// Send the exchange of an `Exchanging` account waiting in [`Step::Discovering`].
     ///
     /// [`Step::Discovering`]: super::account::Step::Discovering
@@ -205,6 +209,7 @@ impl Server {
                         (Want::Authorise, Want::Authorise)
                             | (Want::Refresh, Want::Refresh)
                             | (Want::Exchange, Want::Exchange)
+                            | (Want::Poll, Want::Poll)
                     )
             });
             if !duplicate {
@@ -324,6 +329,11 @@ impl Server {
                         self.send_exchange(now, id);
                     }
                 }
+                Want::Poll => {
+                    if self.poll_discovering(id) {
+                        self.poll(now, id);
+                    }
+                }
                 Want::Revoke(job) => self.send_revocation(now, job),
             }
         }
@@ -371,6 +381,12 @@ impl Server {
                 Want::Exchange => {
                     if self.exchange_discovering(id) {
                         self.discovery_failed_for_exchange(now, id, Cause::Endpoint(why.clone()));
+                    }
+                }
+                // Poll again at the interval; the codes' expiry ends it if need be.
+                Want::Poll => {
+                    if self.poll_discovering(id) {
+                        self.poll_again(now, id, std::time::Duration::ZERO);
                     }
                 }
                 Want::Refresh => {

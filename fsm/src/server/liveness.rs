@@ -29,6 +29,10 @@ impl Server {
                     "{name}: waits for metadata it is not queued for"
                 ),
             },
+            State::Device(Device::Polling(p)) if p.step == Step::Discovering => assert!(
+                self.queued_for_issuer(id, slot, |w| matches!(w, Want::Poll)),
+                "{name}: polls once metadata comes that it is not queued for"
+            ),
             State::Device(Device::Requesting(_) | Device::Polling(_)) => (),
             State::Active(a) if a.next == Next::Discovering => assert!(
                 self.queued_for_issuer(id, slot, |w| matches!(w, Want::Refresh)),

@@ -283,3 +283,38 @@ fn a_refresh_waiting_for_the_metadata_is_sent_when_it_arrives() {
     assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
     assert!(form(http).contains(&("refresh_token".into(), "RT".into())));
 }
+
+/// The device flow with an explicit `device_auth_uri` learns its token endpoint from the
+/// metadata when it first polls: it waits for the metadata in its state and polls the
+/// moment it arrives, instead of one interval later.
+#[test]
+fn a_device_poll_waiting_for_the_metadata_is_sent_when_it_arrives() {
+    let mut a = issuer_account("tv");
+    a.flow = Flow::Device;
+    a.device_auth_uri = Some(
+        Url::parse("https://id.example/tenant/device")
+            .unwrap()
+            .into(),
+    );
+    let mut sim = Sim::new(config(vec![a]));
+    let (_, out) = sim.show("tv");
+    let (id, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/device");
+    sim.respond(
+        id,
+        200,
+        r#"{"device_code":"D","user_code":"U","verification_uri":"https://id.example/v","interval":5}"#,
+    );
+    let out = sim.advance(secs(5));
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    let out = sim.respond(id, 200, METADATA);
+    let (id, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"AT","token_type":"bearer","expires_in":3600}"#,
+    );
+    assert_eq!(sim.show_text("tv"), Ok("AT".into()));
+}
