@@ -66,10 +66,19 @@ pub fn status_line(account: &AccountStatus, time: &dyn Fn(WallTime) -> String) -
         ),
         TokenStatus::Expired {
             last_refresh_attempt,
-        } => format!(
-            "Access token expired (last refresh attempt {})",
-            last_refresh_attempt.map_or_else(|| "never".to_owned(), time)
-        ),
+        } => {
+            // While refreshes keep failing, say why the last one did (issue 12).
+            let why = match (last_refresh_attempt, &account.last_error) {
+                (Some(attempt), Some(e)) if e.at >= *attempt => {
+                    format!("; last error: {}", e.message)
+                }
+                _ => String::new(),
+            };
+            format!(
+                "Access token expired (last refresh attempt {}{why})",
+                last_refresh_attempt.map_or_else(|| "never".to_owned(), time)
+            )
+        }
     };
     match &account.warning {
         Some(w) => format!("{}: {text}; warning: {w}", account.name),
@@ -390,6 +399,33 @@ mod tests {
                 last_refresh_attempt: None
             }),
             "work: Access token expired (last refresh attempt never)"
+        );
+        // While refreshes keep failing, the last one's reason; an older error is not it.
+        let expired = |error_at| {
+            status_line(
+                &AccountStatus {
+                    name: "work".into(),
+                    flow: "code".into(),
+                    state: TokenStatus::Expired {
+                        last_refresh_attempt: Some(at(7200)),
+                    },
+                    last_error: Some(LastError {
+                        at: at(error_at),
+                        message: "token endpoint answered HTTP 503 (temporary)".into(),
+                    }),
+                    warning: None,
+                },
+                &utc,
+            )
+        };
+        assert_eq!(
+            expired(7201),
+            "work: Access token expired (last refresh attempt Thu, 01 Jan 1970 02:00:00 +0000; \
+             last error: token endpoint answered HTTP 503 (temporary))"
+        );
+        assert_eq!(
+            expired(100),
+            "work: Access token expired (last refresh attempt Thu, 01 Jan 1970 02:00:00 +0000)"
         );
     }
 

@@ -311,9 +311,18 @@ fn code_exchange_retries_while_the_provider_is_down() {
             .contains("exchanging the authorisation code failed (cannot connect to 127.0.0.1")
             .then_some(())
     });
-    sb.run(&["show", "work"]).fails(
-        "ERROR Access token unavailable until authorised: the authorisation code is being \
-         exchanged for a token\n",
+    // Between tries, show also names the last failure (issue 12).
+    let run = sb.run(&["show", "work"]);
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
+    let base = "ERROR Access token unavailable until authorised: the authorisation code is \
+                being exchanged for a token";
+    assert!(
+        run.stderr == format!("{base}\n")
+            || run.stderr.starts_with(&format!(
+                "{base} (the last attempt failed: exchanging the authorisation code failed: \
+                 cannot connect to 127.0.0.1"
+            )),
+        "{run:?}"
     );
     // The provider comes back on that port: the next try gets the token.
     let back = Provider::start_at(down);

@@ -11,7 +11,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::config::{Account, ClientAuth, Flow};
+pub use crate::config::ClientAuth;
+use crate::config::{Account, Flow};
 use crate::event::{Entropy, HttpResponse};
 use crate::secret::Secret;
 
@@ -63,6 +64,21 @@ pub fn redirect_uri(
     Some(uri)
 }
 
+/// The redirect URI as sent to the provider: as written in the config but for the
+/// port (RFC 8252 7.3 lets only the port vary), so without a path when the config has
+/// none (RFC 6749 3.1.2.3 compares the strings).
+pub fn redirect_text(account: &Account, redirect_uri: &Url) -> String {
+    if account.redirect_uri_bare && redirect_uri.path() == "/" {
+        format!(
+            "{}{}",
+            &redirect_uri[..url::Position::BeforePath],
+            &redirect_uri[url::Position::AfterPath..]
+        )
+    } else {
+        redirect_uri.as_str().to_owned()
+    }
+}
+
 /// The authorisation URL (SPEC.md section 5): `auth_uri` plus, in this order,
 /// `access_type`, `code_challenge`, `code_challenge_method`, `client_id`, `redirect_uri`,
 /// `response_type`, `state`, `scope` (if any scopes), then `auth_uri_fields`.
@@ -80,7 +96,7 @@ pub fn authorization_url(
             .append_pair("code_challenge", challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("client_id", &account.client_id)
-            .append_pair("redirect_uri", redirect_uri.as_str())
+            .append_pair("redirect_uri", &redirect_text(account, redirect_uri))
             .append_pair("response_type", "code")
             .append_pair("state", state.as_str());
         if !account.scopes.is_empty() {
@@ -196,11 +212,12 @@ pub fn code_exchange_body(
     verifier: &Secret,
     redirect_uri: &Url,
 ) -> ClientRequest {
+    let redirect_text = redirect_text(account, redirect_uri);
     let pairs = vec![
         ("code", code.as_str()),
         ("client_id", account.client_id.as_str()),
         ("code_verifier", verifier.as_str()),
-        ("redirect_uri", redirect_uri.as_str()),
+        ("redirect_uri", &redirect_text),
         ("grant_type", "authorization_code"),
     ];
     authenticate(
@@ -515,9 +532,21 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// Whether a refresh that failed this way should keep the token and retry.
+    /// Whether a refresh that failed this way should keep the token and retry. Only a
+    /// well-formed OAuth error answer (RFC 6749 5.2: a 4xx whose JSON `error` is
+    /// `invalid_grant`, `invalid_client` and the like) is a refusal; a CDN's 52x, an HTML
+    /// page, a body cut short or a token nobody can use is a hiccup.
     pub fn is_transient(&self) -> bool {
-        matches!(self, TokenError::Transient { .. })
+        match self {
+            TokenError::Rejected {
+                status,
+                error: Some(e),
+                ..
+            } => !(400..500).contains(status) || TRANSIENT_ERRORS.contains(&e.as_str()),
+            TokenError::Transient { .. }
+            | TokenError::Rejected { .. }
+            | TokenError::Malformed(_) => true,
+        }
     }
 }
 
@@ -544,6 +573,26 @@ impl fmt::Display for TokenError {
             TokenError::Malformed(why) => write!(f, "unusable token response: {why}"),
         }
     }
+}
+
+/// OAuth `error` codes that say "not now" rather than "no" (RFC 6749 5.2 and 4.1.2.1,
+/// RFC 8628 3.5).
+const TRANSIENT_ERRORS: [&str; 4] = [
+    "temporarily_unavailable",
+    "server_error",
+    "slow_down",
+    "authorization_pending",
+];
+
+/// Whether `token` is made of RFC 6750 2.1's `b64token` characters:
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. A token with anything
+/// else (a space, a newline, an ANSI escape) would be printed raw by `show`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// The JSON object of a successful answer from a token or device endpoint, or the error
@@ -589,7 +638,12 @@ pub fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, TokenE
     let json = successful_json(resp)?;
     let obj = &json;
     let access_token = match obj.get("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
+        Some(Value::String(s)) if is_b64token(s) => Secret::new(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => {
+            return Err(TokenError::Malformed(
+                "'access_token' has characters outside RFC 6750's b64token".into(),
+            ));
+        }
         Some(_) => {
             return Err(TokenError::Malformed(
                 "'access_token' is not a non-empty string".into(),
@@ -636,6 +690,12 @@ pub fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, TokenE
         },
         Some(_) => return Err(TokenError::Malformed("'expires_in' is not a number".into())),
     };
+    if expires_in == Some(Duration::ZERO) {
+        // Nothing can use it, and refreshing it at once would bring another one.
+        return Err(TokenError::Malformed(
+            "'expires_in' is 0: the token has already expired".into(),
+        ));
+    }
     Ok(TokenResponse {
         access_token,
         refresh_token,
@@ -721,6 +781,26 @@ mod tests {
         assert!(!e.is_transient());
         let e = parse_token_response(&resp(200, r#"{"error":"slow_down"}"#)).unwrap_err();
         assert!(matches!(e, TokenError::Rejected { status: 200, .. }));
+        // Only a 4xx carrying an OAuth refusal is permanent (issue 12, case 6).
+        for (status, body, transient) in [
+            (401, r#"{"error":"invalid_client"}"#, false),
+            (400, r#"{"error":"unauthorized_client"}"#, false),
+            (400, r#"{"error":"invalid_scope"}"#, false),
+            (400, r#"{"error":"temporarily_unavailable"}"#, true),
+            (520, "", true),
+            (524, "<html>Gateway timeout</html>", true),
+            (401, "<html>log in</html>", true),
+            (200, "<html>down for maintenance</html>", true),
+            (200, r#"{"access_token":"a","tok"#, true),
+            (200, r#"{"error":"invalid_grant"}"#, true),
+        ] {
+            let e = parse_token_response(&resp(status, body)).unwrap_err();
+            assert_eq!(e.is_transient(), transient, "{status} {body}");
+        }
+        for token in ["eyJh.eyJz.c2ln", "EwB+/A==", "ya29.a0-_~"] {
+            let body = format!(r#"{{"access_token":"{token}","token_type":"bearer"}}"#);
+            assert!(parse_token_response(&resp(200, &body)).is_ok(), "{token}");
+        }
         for body in [
             "not json",
             "[]",
@@ -729,6 +809,11 @@ mod tests {
             r#"{"access_token":"a","token_type":"mac"}"#,
             r#"{"access_token":"a","token_type":"bearer","expires_in":-5}"#,
             r#"{"access_token":5,"token_type":"bearer"}"#,
+            r#"{"access_token":"a","token_type":"bearer","expires_in":0}"#,
+            "{\"access_token\":\"a\\u001b[31mb\",\"token_type\":\"bearer\"}",
+            r#"{"access_token":"a\nb","token_type":"bearer"}"#,
+            r#"{"access_token":"a b","token_type":"bearer"}"#,
+            r#"{"access_token":"==","token_type":"bearer"}"#,
         ] {
             assert!(
                 matches!(

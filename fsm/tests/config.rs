@@ -324,3 +324,69 @@ proptest! {
         }
     }
 }
+
+/// Issue 12, case 5: `http_listen = none` with an account whose redirect URI is
+/// `http:` (the default) is refused at start and at reload, with line and column, as
+/// pizauth 1.1.0 does; it used to fail only at the first `show`.
+#[test]
+fn an_http_redirect_uri_needs_the_http_listener() {
+    let account = |extra: &str| {
+        format!(
+            "http_listen = none;\naccount \"a\" {{\n    auth_uri = \"https://p.example/a\";\n    \
+             token_uri = \"https://p.example/t\";\n    client_id = \"c\";\n{extra}}}\n"
+        )
+    };
+    let error = |src: &str| match Config::parse(src, "pizauth.conf") {
+        Ok(_) => panic!("accepted:\n{src}"),
+        Err(d) => d.to_string(),
+    };
+    let default = error(&account(""));
+    assert!(
+        default.contains("pizauth.conf:2:9: account \"a\" has an http redirect_uri (http://localhost/), but http_listen is none"),
+        "{default}"
+    );
+    let given = error(&account("    redirect_uri = \"http://localhost/cb\";\n"));
+    assert!(
+        given.contains("pizauth.conf:6:20: account \"a\" has an http redirect_uri (http://localhost/cb), but http_listen is none"),
+        "{given}"
+    );
+    // An https redirect_uri, or a flow without redirects, needs no HTTP listener.
+    for extra in [
+        "    redirect_uri = \"https://localhost/\";\n",
+        "    auth_flow = device;\n    device_auth_uri = \"https://p.example/d\";\n",
+    ] {
+        let src = account(extra);
+        assert!(Config::parse(&src, "pizauth.conf").is_ok(), "{src}");
+    }
+}
+
+/// Issue 12, case 4: whether `redirect_uri` was written without a path is kept, so that
+/// the URI sent to the provider has none either.
+#[test]
+fn a_redirect_uri_without_a_path_is_remembered_as_such() {
+    for (uri, bare) in [
+        ("http://localhost", true),
+        ("http://localhost:8080", true),
+        ("http://localhost?tenant=x", true),
+        ("http://localhost/", false),
+        ("http://localhost/cb", false),
+        ("https://localhost", true),
+    ] {
+        let src = format!(
+            "account \"a\" {{ auth_uri = \"https://p.example/a\"; token_uri = \"https://p.example/t\"; \
+             client_id = \"c\"; redirect_uri = \"{uri}\"; }}"
+        );
+        let config = Config::parse(&src, "pizauth.conf").expect("parses").config;
+        assert_eq!(config.accounts[0].redirect_uri_bare, bare, "{uri}");
+    }
+    let config = Config::parse(
+        "account \"a\" { auth_uri = \"https://p.example/a\"; token_uri = \"https://p.example/t\"; client_id = \"c\"; }",
+        "pizauth.conf",
+    )
+    .expect("parses")
+    .config;
+    assert!(
+        !config.accounts[0].redirect_uri_bare,
+        "the default has a path"
+    );
+}

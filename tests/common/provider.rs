@@ -126,6 +126,10 @@ struct State {
     /// Every request but the authorize endpoint's, in order of arrival.
     requests: Vec<Recorded>,
     authorize: Option<Authorize>,
+    /// The redirect URI registered for the client, if the authorize endpoint is strict:
+    /// it then refuses any other, compared as strings but for a loopback port (RFC 6749
+    /// 3.1.2.3, RFC 8252 7.3).
+    registered_redirect: Option<String>,
     authorize_count: usize,
     /// Authorize requests.
     authorizations: Vec<Recorded>,
@@ -279,6 +283,12 @@ impl Provider {
     /// How the authorize endpoint answers from now on.
     pub fn set_authorize(&self, how: Authorize) {
         self.shared.lock().authorize = Some(how);
+    }
+
+    /// Makes the authorize endpoint strict: it answers 400 `invalid_redirect_uri` to any
+    /// redirect URI but `uri` (whose port may vary).
+    pub fn set_registered_redirect(&self, uri: &str) {
+        self.shared.lock().registered_redirect = Some(uri.to_owned());
     }
 
     /// Keeps connections open for another request (for at most `idle` between requests)
@@ -562,6 +572,7 @@ fn authorize(shared: &Shared, request: Recorded) -> String {
     s.authorize_count += 1;
     let n = s.authorize_count;
     let how = s.authorize.clone().unwrap_or(Authorize::Code);
+    let registered = s.registered_redirect.clone();
     s.authorizations.push(request);
     shared.changed.notify_all();
     drop(s);
@@ -569,6 +580,15 @@ fn authorize(shared: &Shared, request: Recorded) -> String {
         return "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             .to_owned();
     };
+    if let Some(registered) = registered
+        && without_port(&redirect) != registered
+    {
+        let body = "invalid_redirect_uri";
+        return format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
     let mut location = url::Url::parse(&redirect).expect("redirect_uri is a URL");
     match how {
         Authorize::Code => location
@@ -587,6 +607,20 @@ fn authorize(shared: &Shared, request: Recorded) -> String {
     format!(
         "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
+}
+
+/// `uri` as a string with the port of its authority taken out.
+fn without_port(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    format!("{scheme}://{host}{tail}")
 }
 
 /// Reads one request: head up to 64 KiB, body by `Content-Length` up to 64 KiB.

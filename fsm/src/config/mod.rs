@@ -146,6 +146,10 @@ pub struct Account {
     pub auth_uri_fields: Vec<(String, String)>,
     /// `redirect_uri` (default `http://localhost/`); its port is replaced by the listener's.
     pub redirect_uri: Arc<Url>,
+    /// Whether `redirect_uri` was written with no path (`http://localhost`, as
+    /// Microsoft's registration writes it): the URI sent to the provider then has none
+    /// either, since providers compare it as a string (RFC 6749 3.1.2.3).
+    pub redirect_uri_bare: bool,
     /// Refresh timing, the account's own value or the global one.
     pub timing: Timing,
 }

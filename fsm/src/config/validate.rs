@@ -259,7 +259,7 @@ impl<'a> Validator<'a> {
             } else {
                 seen.insert(&name.value, name.span.start);
             }
-            accounts.extend(self.account(block, &defaults));
+            accounts.extend(self.account(block, &defaults, http_listen.is_none()));
         }
         accounts.sort_by(|a: &Account, b| a.name.cmp(&b.name));
 
@@ -279,7 +279,12 @@ impl<'a> Validator<'a> {
     }
 
     /// One account; `None` if it lacks a mandatory option or has an invalid one.
-    fn account(&mut self, block: &'a AccountBlock<'a>, defaults: &Timing) -> Option<Account> {
+    fn account(
+        &mut self,
+        block: &'a AccountBlock<'a>,
+        defaults: &Timing,
+        http_off: bool,
+    ) -> Option<Account> {
         let options: Vec<&Assignment> = block.options.iter().collect();
         let s = self.settings(&options, Scope::Account, Some(&block.name.value));
         let flow = match s.value("auth_flow") {
@@ -362,6 +367,21 @@ impl<'a> Validator<'a> {
                     .clone()?
             }
         };
+        // An http: redirect comes back to the HTTP listener only (an https: one takes the
+        // HTTPS listener, else the HTTP one): refuse at start, as pizauth 1.1.0 does,
+        // rather than at the first `show`.
+        if http_off && flow == Flow::Code && redirect_uri.scheme() == "http" {
+            let at = s
+                .get("redirect_uri")
+                .map_or(block.name.span.start, |r| r.assignment.value.span.start);
+            self.error(at, || {
+                format!(
+                    "account {} has an http redirect_uri ({}), but http_listen is none: redirects could not reach pizauth",
+                    quote_name(&block.name.value),
+                    redirect_uri.as_str()
+                )
+            });
+        }
         let scopes = match s.list("scopes") {
             Some(items) => self.scopes(items),
             None => Arc::from([]),
@@ -384,6 +404,12 @@ impl<'a> Validator<'a> {
             scopes,
             auth_uri_fields: fields,
             redirect_uri,
+            redirect_uri_bare: s.get("redirect_uri").is_some_and(|r| {
+                match &r.assignment.value.value {
+                    Value::Str(text) => has_no_path(text),
+                    _ => false,
+                }
+            }),
             timing: Timing {
                 refresh_at_least: s
                     .time("refresh_at_least")
@@ -598,6 +624,16 @@ fn describe(v: &Value<'_>) -> &'static str {
 }
 
 /// An absolute `http(s)` URI with a host and no fragment; `option` names it in messages.
+/// Whether an absolute URI is written with no path: nothing, a `?` or a `#` straight
+/// after the authority (`http://localhost`, `http://localhost:8080?x=1`).
+fn has_no_path(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    rest.find(['/', '?', '#'])
+        .is_none_or(|i| rest.as_bytes()[i] != b'/')
+}
+
 fn http_uri(option: &str, text: &str) -> Result<Url, String> {
     // Quoted only for a message: this runs for every URI of every account.
     let name = || quote_word(option);

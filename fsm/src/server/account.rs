@@ -21,6 +21,9 @@ use crate::time::{Instant, Now};
 pub(crate) enum State {
     /// No token, nothing under way.
     Unauthorised,
+    /// Waiting for the issuer's metadata before an authorisation can start (queued on
+    /// the issuer, whose fetch has its own deadline).
+    Discovering(Box<Discovering>),
     /// An authorisation URL has been handed out; waiting for the browser's redirect.
     Pending(Box<Pending>),
     /// Exchanging a grant for tokens: the code the redirect brought, or (for
@@ -36,6 +39,16 @@ pub(crate) enum State {
     /// No token because something failed; behaves as `Unauthorised` for `show`, but
     /// `status` says what went wrong.
     Failed(Failed),
+}
+
+/// Waiting for an issuer's metadata to start an authorisation.
+#[derive(Debug)]
+pub(crate) struct Discovering {
+    /// The issuer, as configured.
+    pub issuer: String,
+    /// The failure the account was in when this started, if any (`show` and `status`
+    /// still say what went wrong last time).
+    pub last: Option<Failed>,
 }
 
 /// Waiting for the user to authorise in a browser.
@@ -135,6 +148,10 @@ pub(crate) enum Step {
     InFlight(InFlight),
     /// Waiting to send again at this instant.
     RetryAt(Instant),
+    /// Waiting for the issuer's metadata to name the endpoint; sent the moment it
+    /// arrives. The account is in that issuer's queue, and the fetch has its own
+    /// deadline.
+    Discovering,
 }
 
 impl Step {
@@ -142,7 +159,7 @@ impl Step {
     pub fn in_flight(&self) -> Option<InFlight> {
         match self {
             Step::InFlight(f) => Some(*f),
-            Step::RetryAt(_) => None,
+            Step::RetryAt(_) | Step::Discovering => None,
         }
     }
 }
@@ -181,6 +198,9 @@ pub(crate) struct Active {
     pub failures: u32,
     /// When the last refresh attempt was sent, if any since the token was obtained.
     pub last_attempt: Option<Instant>,
+    /// Whether the user was told that the token expired while refreshes kept failing
+    /// (they are told once per token).
+    pub told_expired: bool,
     /// What happens next.
     pub next: Next,
 }
@@ -194,6 +214,9 @@ pub(crate) enum Next {
     ExpireAt(Instant),
     /// `transient_error_if_cmd` is deciding whether to keep retrying.
     Checking(ChildId),
+    /// Refresh once the issuer's metadata names the token endpoint (queued on the
+    /// issuer, whose fetch has its own deadline).
+    Discovering,
 }
 
 /// Holding a token and refreshing it.
@@ -204,6 +227,8 @@ pub(crate) struct Refreshing {
     /// Transient failures in a row before this attempt.
     pub failures: u32,
     /// The request.
+    /// As [`Active::told_expired`].
+    pub told_expired: bool,
     pub flight: InFlight,
 }
 
@@ -212,8 +237,8 @@ pub(crate) struct Refreshing {
 pub(crate) struct Failed {
     /// When it failed.
     pub at: Instant,
-    /// What failed, one line, no secrets.
-    pub why: String,
+    /// What failed (its words are one line, with no secrets).
+    pub why: super::failure::Failure,
 }
 
 impl State {
@@ -221,19 +246,20 @@ impl State {
     /// equal to this for every account.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
-            State::Unauthorised | State::Failed(_) => None,
+            // Discovering waits for the fetch, which has its own deadline.
+            State::Unauthorised | State::Failed(_) | State::Discovering(_) => None,
             State::Pending(p) => p.next_notify,
-            State::Exchanging(e) => Some(e.step.deadline()),
+            State::Exchanging(e) => e.step.deadline(),
             State::Device(Device::Requesting(f)) => Some(f.deadline),
             State::Device(Device::Polling(p)) => {
-                [Some(p.step.deadline()), p.next_notify, Some(p.expires)]
+                [p.step.deadline(), p.next_notify, Some(p.expires)]
                     .into_iter()
                     .flatten()
                     .min()
             }
             State::Active(a) => match a.next {
                 Next::RefreshAt(t) | Next::ExpireAt(t) => Some(t),
-                Next::Checking(_) => None,
+                Next::Checking(_) | Next::Discovering => None,
             },
             State::Refreshing(r) => Some(r.flight.deadline),
         }
@@ -246,7 +272,11 @@ impl State {
             State::Refreshing(r) => Some(r.flight),
             State::Device(Device::Requesting(f)) => Some(*f),
             State::Device(Device::Polling(p)) => p.step.in_flight(),
-            _ => None,
+            State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Active(_)
+            | State::Failed(_) => None,
         }
     }
 
@@ -259,7 +289,13 @@ impl State {
     pub fn pending_key(&self) -> Option<[u8; 32]> {
         match self {
             State::Pending(p) => Some(p.state_key),
-            _ => None,
+            State::Unauthorised
+            | State::Discovering(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_) => None,
         }
     }
 
@@ -268,7 +304,12 @@ impl State {
         match self {
             State::Active(a) => Some(&a.tokens),
             State::Refreshing(r) => Some(&r.tokens),
-            _ => None,
+            State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Failed(_) => None,
         }
     }
 
@@ -276,6 +317,7 @@ impl State {
     pub fn name(&self) -> &'static str {
         match self {
             State::Unauthorised => "unauthorised",
+            State::Discovering(_) => "discovering",
             State::Pending(_) => "pending",
             State::Exchanging(_) => "exchanging",
             State::Device(Device::Requesting(_)) => "device-requesting",
@@ -290,12 +332,8 @@ impl State {
     pub fn status(&self, now: Now) -> TokenStatus {
         match self {
             State::Unauthorised => TokenStatus::NoToken { last_error: None },
-            State::Failed(f) => TokenStatus::NoToken {
-                last_error: Some(LastError {
-                    at: now.wall_at(f.at),
-                    message: f.why.clone(),
-                }),
-            },
+            State::Failed(f) => failed_status(now, Some(f)),
+            State::Discovering(d) => failed_status(now, d.last.as_ref()),
             State::Pending(p) => TokenStatus::Pending {
                 last_notification: now.wall_at(p.notified),
                 url: Some(p.url.clone()),
@@ -322,6 +360,16 @@ impl State {
     }
 }
 
+/// `status` of an account with no token, after `failed` if any.
+fn failed_status(now: Now, failed: Option<&Failed>) -> TokenStatus {
+    TokenStatus::NoToken {
+        last_error: failed.map(|f| LastError {
+            at: now.wall_at(f.at),
+            message: f.why.to_string(),
+        }),
+    }
+}
+
 fn token_status(now: Now, t: &Tokens, last_attempt: Option<Instant>) -> TokenStatus {
     if t.expires > now.boot {
         TokenStatus::Active {
@@ -336,11 +384,12 @@ fn token_status(now: Now, t: &Tokens, last_attempt: Option<Instant>) -> TokenSta
 }
 
 impl Step {
-    /// When this step next needs attention.
-    pub fn deadline(&self) -> Instant {
+    /// When this step next needs attention (`None`: when the metadata arrives).
+    pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Step::InFlight(f) => f.deadline,
-            Step::RetryAt(t) => *t,
+            Step::InFlight(f) => Some(f.deadline),
+            Step::RetryAt(t) => Some(*t),
+            Step::Discovering => None,
         }
     }
 }

@@ -321,11 +321,7 @@ impl Server {
             );
             self.schedule_retry(now, id);
         } else {
-            self.invalidate(
-                now,
-                id,
-                "refreshing kept failing and transient_error_if_cmd said to give up".to_owned(),
-            );
+            self.invalidate(now, id, super::failure::Failure::GaveUp);
         }
     }
 }

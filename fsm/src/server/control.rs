@@ -5,9 +5,9 @@ use crate::oauth;
 use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
-use super::account::{Device, Grant, State};
-use super::discovery::Want;
+use super::account::{Device, Grant, State, Step};
 use super::{AccountId, Server};
+use crate::config::Flow;
 
 impl Server {
     pub(super) fn client_asked(
@@ -132,15 +132,32 @@ impl Server {
                     token: r.tokens.access.clone(),
                 });
             }
+            State::Active(_) if self.held(id, now).is_some() => {
+                // The last answer gave no usable token: the retry is scheduled already.
+            }
             State::Active(_) => {
                 self.start_refresh(now, id);
                 message = Some("Access token has expired. Refreshing initiated".to_owned());
             }
-            State::Unauthorised | State::Failed(_) => match self.discovering(id) {
-                Some(issuer) => self.await_issuer(&issuer, id, Want::Authorise),
-                None => begin = true,
-            },
-            State::Refreshing(_) | State::Exchanging(_) | State::Pending(_) | State::Device(_) => {}
+            // The provider just refused or garbled what this flow asks of it (issue 12,
+            // case 3): say why, and ask again only once refresh_retry has passed. (A new
+            // authorisation URL asks the provider nothing, so it is not held back.)
+            State::Unauthorised | State::Failed(_)
+                if slot.config.flow != Flow::Code && self.held(id, now).is_some() =>
+            {
+                let why = match (&slot.state, &slot.last_error) {
+                    (State::Failed(f), _) => f.why.to_string(),
+                    (_, Some((_, why))) => why.to_string(),
+                    _ => "the provider gave no usable token".to_owned(),
+                };
+                return Some(Reply::error(format!("Access token unavailable: {why}")));
+            }
+            State::Unauthorised | State::Failed(_) => begin = true,
+            State::Discovering(_)
+            | State::Refreshing(_)
+            | State::Exchanging(_)
+            | State::Pending(_)
+            | State::Device(_) => {}
         }
         if begin && let Err(why) = self.begin(now, id, entropy) {
             return Some(Reply::error(format!("Access token unavailable: {why}")));
@@ -163,23 +180,44 @@ impl Server {
         let Some(slot) = self.accounts.get(&id) else {
             return "Access token unavailable: the account no longer exists".into();
         };
+        // While an account waits to try again after a failure, say what failed.
+        let last = slot.last_error.as_ref().map(|(_, why)| why.to_string());
         match &slot.state {
-            State::Active(a) if a.tokens.expires <= now.boot => {
-                "Access token has expired. Refreshing initiated".into()
-            }
+            State::Active(a) if a.tokens.expires <= now.boot => match last {
+                Some(why) if a.failures > 0 => format!(
+                    "Access token has expired. Refreshing failed ({why}); pizauth keeps trying"
+                ),
+                _ => "Access token has expired. Refreshing initiated".into(),
+            },
             State::Refreshing(r) if r.tokens.expires <= now.boot => {
-                "Access token has expired. Refreshing is in progress but has not yet succeeded".into()
+                "Access token has expired. Refreshing is in progress but has not yet succeeded"
+                    .into()
             }
             State::Active(_) | State::Refreshing(_) => {
                 "Access token available: run pizauth show again".into()
             }
             State::Pending(p) if with_url => {
-                format!("Access token unavailable until authorised with URL {}", p.url)
+                format!(
+                    "Access token unavailable until authorised with URL {}",
+                    p.url
+                )
             }
             State::Pending(_) => "Access token unavailable until authorised".into(),
-            State::Exchanging(e) if matches!(e.grant, Grant::ClientCredentials) => "Access token unavailable: requesting a token with the client credentials".into(),
-            State::Exchanging(_) => {
-                "Access token unavailable until authorised: the authorisation code is being exchanged for a token".into()
+            State::Exchanging(e) => {
+                let what = match e.grant {
+                    Grant::ClientCredentials => {
+                        "Access token unavailable: requesting a token with the client credentials"
+                    }
+                    Grant::Code { .. } => {
+                        "Access token unavailable until authorised: the authorisation code is being exchanged for a token"
+                    }
+                };
+                match (e.step, last) {
+                    (Step::RetryAt(_), Some(why)) if e.attempt >= 1 => {
+                        format!("{what} (the last attempt failed: {why})")
+                    }
+                    _ => what.to_owned(),
+                }
             }
             State::Device(Device::Requesting(_)) => {
                 "Access token unavailable until authorised: requesting a device code".into()
@@ -189,15 +227,19 @@ impl Server {
                 p.verification_uri, p.user_code
             ),
             State::Device(Device::Polling(_)) => "Access token unavailable until authorised".into(),
-            State::Unauthorised | State::Failed(_) => match self.discovering(id) {
-                Some(issuer) => {
-                    format!("Access token unavailable: discovering the endpoints of {issuer}")
-                }
-                None => match &slot.state {
-                    State::Failed(f) => format!("Access token unavailable: {}", f.why),
-                    _ => "Access token unavailable".into(),
-                },
+            State::Discovering(d) => match &d.last {
+                // Fetching again after a failure: say what went wrong last time.
+                Some(f) => format!(
+                    "Access token unavailable: discovering the endpoints of {} (last time: {})",
+                    d.issuer, f.why
+                ),
+                None => format!(
+                    "Access token unavailable: discovering the endpoints of {}",
+                    d.issuer
+                ),
             },
+            State::Failed(f) => format!("Access token unavailable: {}", f.why),
+            State::Unauthorised => "Access token unavailable".into(),
         }
     }
 
@@ -237,7 +279,7 @@ impl Server {
                     state: slot.state.status(now),
                     last_error: slot.last_error.as_ref().map(|(at, message)| LastError {
                         at: now.wall_at(*at),
-                        message: message.clone(),
+                        message: message.to_string(),
                     }),
                     warning: slot.state.tokens().and_then(|t| {
                         oauth::no_refresh_token_warning(&slot.config, t.refresh.is_some())

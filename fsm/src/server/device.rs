@@ -13,7 +13,8 @@ use crate::time::Now;
 
 use super::account::{Device, InFlight, Polling, State, Step};
 use super::children::TokenEvent;
-use super::discovery::{Resolved, Which};
+use super::discovery::{Resolved, Want, Which};
+use super::failure::Failure;
 use super::{AccountId, Server};
 
 impl Server {
@@ -53,6 +54,12 @@ impl Server {
         id: AccountId,
         result: Result<HttpResponse, TransportError>,
     ) {
+        let sent = match self.accounts.get(&id).map(|s| &s.state) {
+            Some(State::Device(Device::Requesting(f))) => f.sent,
+            _ => return,
+        };
+        let answered = result.is_ok();
+        let retry_after = result.as_ref().ok().and_then(oauth::retry_after);
         let parsed = match result {
             Ok(r) => oauth::parse_device_response(&r).map_err(|e| {
                 e.to_string()
@@ -63,7 +70,11 @@ impl Server {
         let codes = match parsed {
             Ok(c) => c,
             Err(why) => {
-                return self.fail(now, id, format!("requesting a device code failed: {why}"));
+                if answered {
+                    // An answer without codes: not asked again before refresh_retry.
+                    self.hold(id, sent, retry_after);
+                }
+                return self.fail(now, id, Failure::DeviceCodes(why));
             }
         };
         let polling = Polling {
@@ -103,12 +114,7 @@ impl Server {
             _ => return,
         };
         if expires <= now.boot {
-            return self.fail(
-                now,
-                id,
-                "the device code expired before it was entered: run pizauth show for a new one"
-                    .into(),
-            );
+            return self.fail(now, id, Failure::DeviceExpired);
         }
         if notify.is_some_and(|t| t <= now.boot) {
             let next = self.next_notify(now);
@@ -120,7 +126,14 @@ impl Server {
                     env = Some(device_env(&p));
                     State::Device(Device::Polling(p))
                 }
-                other => other,
+                other @ (State::Unauthorised
+                | State::Discovering(_)
+                | State::Pending(_)
+                | State::Exchanging(_)
+                | State::Device(Device::Requesting(_))
+                | State::Active(_)
+                | State::Refreshing(_)
+                | State::Failed(_)) => other,
             });
             if let Some(env) = env {
                 self.auth_notify_with(id, env);
@@ -132,15 +145,33 @@ impl Server {
                 let timeout = self.no_answer(" from the token endpoint");
                 self.poll_finished(now, id, f, Err(timeout));
             }
-            _ => (),
+            Step::RetryAt(_) | Step::InFlight(_) | Step::Discovering => (),
         }
     }
 
     /// Polls the token endpoint (RFC 8628 3.4).
-    fn poll(&mut self, now: Now, id: AccountId) {
+    pub(super) fn poll(&mut self, now: Now, id: AccountId) {
         let url = match self.resolve(now, id, Which::Token) {
             Resolved::Url(u) => u,
-            Resolved::Discovering(_) => return self.poll_again(now, id, Duration::ZERO),
+            Resolved::Discovering(issuer) => {
+                // Poll the moment the metadata names the token endpoint.
+                self.await_issuer(&issuer, id, Want::Poll);
+                return self.update(id, |_, state| match state {
+                    State::Device(Device::Polling(mut p)) => {
+                        p.step = Step::Discovering;
+                        State::Device(Device::Polling(p))
+                    }
+                    other @ (State::Unauthorised
+                    | State::Discovering(_)
+                    | State::Pending(_)
+                    | State::Exchanging(_)
+                    | State::Device(Device::Requesting(_))
+                    | State::Active(_)
+                    | State::Refreshing(_)
+                    | State::Failed(_)) => other,
+                });
+            }
+            Resolved::Held(_) => return self.poll_again(now, id, Duration::ZERO),
             Resolved::Missing(why) => return self.fail(now, id, why),
         };
         let request = self.fresh_request();
@@ -166,22 +197,44 @@ impl Server {
                 });
                 State::Device(Device::Polling(p))
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(Device::Requesting(_))
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         if let Some(http) = http {
             self.outputs.push_back(Output::SendHttp { request, http });
         }
     }
 
+    /// Whether account `id` polls and waits for its issuer's metadata.
+    pub(super) fn poll_discovering(&self, id: AccountId) -> bool {
+        matches!(
+            self.accounts.get(&id).map(|s| &s.state),
+            Some(State::Device(Device::Polling(p))) if p.step == Step::Discovering
+        )
+    }
+
     /// Schedules the next poll `interval + extra` from now (`extra` grows the interval).
-    fn poll_again(&mut self, now: Now, id: AccountId, extra: Duration) {
+    pub(super) fn poll_again(&mut self, now: Now, id: AccountId, extra: Duration) {
         self.update(id, |_, state| match state {
             State::Device(Device::Polling(mut p)) => {
                 p.interval += extra;
                 p.step = Step::RetryAt(now.boot + p.interval);
                 State::Device(Device::Polling(p))
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(Device::Requesting(_))
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 
@@ -221,16 +274,18 @@ impl Server {
                 self.poll_again(now, id, self.tunables.slow_down)
             }
             Err(TokenError::Rejected { error: Some(e), .. }) if e == "access_denied" => {
-                self.fail(now, id, "authorisation was denied".into())
+                self.fail(now, id, Failure::DeviceDenied)
             }
-            Err(TokenError::Rejected { error: Some(e), .. }) if e == "expired_token" => self.fail(
-                now,
-                id,
-                "the device code expired before it was entered: run pizauth show for a new one"
-                    .into(),
-            ),
-            Err(TokenError::Transient { .. }) => self.poll_again(now, id, Duration::ZERO),
-            Err(e) => self.fail(now, id, format!("device authorisation failed: {e}")),
+            Err(TokenError::Rejected { error: Some(e), .. }) if e == "expired_token" => {
+                self.fail(now, id, Failure::DeviceExpired)
+            }
+            // A hiccup (a 5xx, a CDN's error page) does not lose the user's code.
+            Err(e) if e.is_transient() => self.poll_again(now, id, Duration::ZERO),
+            Err(e) => {
+                // A refusal: the next device request waits refresh_retry (issue 12).
+                self.hold(id, flight.sent, None);
+                self.fail(now, id, Failure::Device(e))
+            }
         }
     }
 }

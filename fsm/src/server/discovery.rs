@@ -12,9 +12,10 @@ use crate::event::{
 };
 use crate::oauth::{self, Metadata};
 use crate::secret::Secret;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 
 use super::account::{Next, State};
+use super::failure::{Cause, Endpoint, Failure};
 use super::timers::TimerKey;
 use super::{AccountId, Server};
 
@@ -68,7 +69,10 @@ pub(crate) enum Resolved {
     /// The issuer's metadata is being fetched; wait with [`Server::await_issuer`].
     Discovering(String),
     /// There is none, for this reason.
-    Missing(String),
+    Missing(Failure),
+    /// The issuer answered with no usable metadata a moment ago, for this reason: it is
+    /// not asked again before `refresh_retry` has passed (issue 12, case 2).
+    Held(Endpoint),
 }
 
 /// What an account waits for the metadata to do.
@@ -78,6 +82,14 @@ pub(crate) enum Want {
     Authorise,
     /// Refresh the token.
     Refresh,
+    /// Poll for the device flow's token, waiting in [`Step::Discovering`].
+    ///
+    /// [`Step::Discovering`]: super::account::Step::Discovering
+    Poll,
+    /// Send the exchange of an `Exchanging` account waiting in [`Step::Discovering`].
+    ///
+    /// [`Step::Discovering`]: super::account::Step::Discovering
+    Exchange,
     /// Revoke a token at the provider.
     Revoke(RevokeJob),
 }
@@ -103,12 +115,24 @@ pub(crate) struct RevokeJob {
 /// What is known of one issuer.
 #[derive(Debug)]
 pub(crate) enum IssuerState {
-    /// Its metadata is being fetched; these accounts wait for it.
-    Fetching(Vec<(AccountId, Want)>),
+    /// Its metadata is being fetched; these accounts wait for it. The instant is the
+    /// hold of the failure before, if the issuer answered then: nothing of this fetch was
+    /// sent before it (checked by the invariants).
+    Fetching(
+        Vec<(AccountId, Want)>,
+        // Read only by the invariants.
+        #[cfg_attr(not(any(test, feature = "invariants")), allow(dead_code))] Option<Instant>,
+    ),
     /// Its metadata.
     Known(Box<Metadata>),
-    /// Fetching failed; tried again when next needed.
-    Failed,
+    /// Fetching failed, for this reason; tried again when next needed, but not before
+    /// `until` if the issuer answered (a transport failure sets no `until`).
+    Failed {
+        /// Not fetched again before this.
+        until: Option<Instant>,
+        /// Why it failed.
+        why: Endpoint,
+    },
 }
 
 /// A request that belongs to no account state.
@@ -120,6 +144,9 @@ pub(crate) enum Side {
         issuer: Arc<Url>,
         /// Which well-known URL.
         stage: usize,
+        /// When it was sent (read only by the invariants).
+        #[cfg_attr(not(any(test, feature = "invariants")), allow(dead_code))]
+        sent: crate::time::Instant,
     },
     /// Revoking a token.
     Revocation(RevokeJob),
@@ -130,7 +157,7 @@ impl Server {
     /// metadata (starting to fetch it if need be).
     pub(super) fn resolve(&mut self, now: Now, id: AccountId, which: Which) -> Resolved {
         let Some(slot) = self.accounts.get(&id) else {
-            return Resolved::Missing("the account no longer exists".into());
+            return Resolved::Missing(Failure::Gone);
         };
         let c = &slot.config;
         let explicit = match which {
@@ -143,21 +170,29 @@ impl Server {
             return Resolved::Url(Arc::clone(u));
         }
         let Some(issuer) = c.issuer.clone() else {
-            return Resolved::Missing(format!("no {} is configured", which.option()));
+            return Resolved::Missing(Failure::Endpoint(Endpoint::NotConfigured(which.option())));
         };
         match self.issuers.get(issuer.as_str()) {
             Some(IssuerState::Known(m)) => match which.from(m) {
                 Some(u) => Resolved::Url(u),
-                None => Resolved::Missing(format!(
-                    "the metadata of {issuer} has no {} (give {} in the config)",
-                    which.field(),
-                    which.option()
-                )),
+                None => Resolved::Missing(Failure::Endpoint(Endpoint::MetadataLacks {
+                    issuer: issuer.to_string(),
+                    field: which.field(),
+                    option: which.option(),
+                })),
             },
-            Some(IssuerState::Fetching(_)) => Resolved::Discovering(issuer.to_string()),
-            None | Some(IssuerState::Failed) => {
+            Some(IssuerState::Fetching(..)) => Resolved::Discovering(issuer.to_string()),
+            Some(IssuerState::Failed {
+                until: Some(until),
+                why,
+            }) if now.boot < *until => Resolved::Held(why.clone()),
+            None | Some(IssuerState::Failed { .. }) => {
+                let held = match self.issuers.get(issuer.as_str()) {
+                    Some(IssuerState::Failed { until, .. }) => *until,
+                    _ => None,
+                };
                 self.issuers
-                    .insert(issuer.to_string(), IssuerState::Fetching(Vec::new()));
+                    .insert(issuer.to_string(), IssuerState::Fetching(Vec::new(), held));
                 self.fetch_metadata(now, issuer.clone(), 0);
                 Resolved::Discovering(issuer.to_string())
             }
@@ -166,12 +201,15 @@ impl Server {
 
     /// Asks to do `want` for account `id` once `issuer`'s metadata is known.
     pub(super) fn await_issuer(&mut self, issuer: &str, id: AccountId, want: Want) {
-        if let Some(IssuerState::Fetching(waiters)) = self.issuers.get_mut(issuer) {
+        if let Some(IssuerState::Fetching(waiters, _)) = self.issuers.get_mut(issuer) {
             let duplicate = waiters.iter().any(|(w, x)| {
                 *w == id
                     && matches!(
                         (x, &want),
-                        (Want::Authorise, Want::Authorise) | (Want::Refresh, Want::Refresh)
+                        (Want::Authorise, Want::Authorise)
+                            | (Want::Refresh, Want::Refresh)
+                            | (Want::Exchange, Want::Exchange)
+                            | (Want::Poll, Want::Poll)
                     )
             });
             if !duplicate {
@@ -193,15 +231,6 @@ impl Server {
         oauth::client_auth_method(config.client_auth, self.metadata(config))
     }
 
-    /// Whether `id`'s issuer is being fetched (for `show` messages).
-    pub(super) fn discovering(&self, id: AccountId) -> Option<String> {
-        let issuer = self.accounts.get(&id)?.config.issuer.as_ref()?;
-        match self.issuers.get(issuer.as_str()) {
-            Some(IssuerState::Fetching(_)) => Some(issuer.to_string()),
-            _ => None,
-        }
-    }
-
     fn fetch_metadata(&mut self, now: Now, issuer: Arc<Url>, stage: usize) {
         let [rfc8414, oidc] = oauth::discovery_urls(&issuer);
         let url = Arc::new(if stage == 0 { rfc8414 } else { oidc });
@@ -216,7 +245,16 @@ impl Server {
             authorization: None,
             timeout: self.tunables.http_timeout,
         };
-        self.send_side(now, Side::Discovery { issuer, stage }, http);
+        let sent = now.boot;
+        self.send_side(
+            now,
+            Side::Discovery {
+                issuer,
+                stage,
+                sent,
+            },
+            http,
+        );
     }
 
     /// Sends a request that belongs to no account, with its own deadline.
@@ -242,7 +280,7 @@ impl Server {
         self.timers.set(TimerKey::Request(request), None);
         match side {
             Side::Revocation(job) => self.revocation_finished(job, result),
-            Side::Discovery { issuer, stage } => {
+            Side::Discovery { issuer, stage, .. } => {
                 let outcome = match &result {
                     Ok(r) => oauth::parse_metadata(r, &issuer),
                     Err(e) => Err(e.message.clone()),
@@ -251,7 +289,7 @@ impl Server {
                     Ok(metadata) => self.discovered(now, issuer, metadata, entropy),
                     // Not an RFC 8414 server (or not there): try OpenID Connect discovery.
                     Err(_) if stage == 0 && result.is_ok() => self.fetch_metadata(now, issuer, 1),
-                    Err(why) => self.discovery_failed(now, issuer, why),
+                    Err(why) => self.discovery_failed(now, issuer, why, result.is_ok()),
                 }
             }
         }
@@ -285,46 +323,89 @@ impl Server {
             .issuers
             .insert(issuer.to_string(), IssuerState::Known(Box::new(metadata)))
         {
-            Some(IssuerState::Fetching(w)) => w,
+            Some(IssuerState::Fetching(w, _)) => w,
             _ => Vec::new(),
         };
         for (id, want) in waiters {
             match want {
                 Want::Authorise => {
-                    let idle = matches!(
+                    let waiting = matches!(
                         self.accounts.get(&id).map(|s| &s.state),
-                        Some(State::Unauthorised | State::Failed(_))
+                        Some(State::Discovering(_))
                     );
-                    if idle && let Err(why) = self.begin(now, id, entropy) {
+                    if waiting && let Err(why) = self.begin(now, id, entropy) {
                         self.fail(now, id, why);
                     }
                 }
                 Want::Refresh => self.start_refresh(now, id),
+                Want::Exchange => {
+                    if self.exchange_discovering(id) {
+                        self.send_exchange(now, id);
+                    }
+                }
+                Want::Poll => {
+                    if self.poll_discovering(id) {
+                        self.poll(now, id);
+                    }
+                }
                 Want::Revoke(job) => self.send_revocation(now, job),
             }
         }
     }
 
-    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String) {
-        let why = format!("cannot discover the endpoints of {issuer}: {why}");
-        self.log(Level::Warn, why.clone());
-        let waiters = match self.issuers.insert(issuer.to_string(), IssuerState::Failed) {
-            Some(IssuerState::Fetching(w)) => w,
+    /// The metadata could not be had; `answered`: the issuer answered (with something
+    /// unusable), so it is not asked again before `refresh_retry` (the shortest of the
+    /// accounts waiting for it).
+    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String, answered: bool) {
+        let why = Endpoint::Discovery {
+            issuer: issuer.to_string(),
+            why,
+        };
+        self.log(Level::Warn, why.to_string());
+        let waiters = match self.issuers.remove(issuer.as_str()) {
+            Some(IssuerState::Fetching(w, _)) => w,
             _ => Vec::new(),
         };
+        let until = answered.then(|| {
+            let retry = waiters
+                .iter()
+                .filter_map(|(id, _)| self.accounts.get(id))
+                .map(|s| s.config.timing.refresh_retry)
+                .min()
+                .unwrap_or(crate::config::DEFAULT_REFRESH_RETRY);
+            now.boot + retry.max(std::time::Duration::from_secs(1))
+        });
+        self.issuers.insert(
+            issuer.to_string(),
+            IssuerState::Failed {
+                until,
+                why: why.clone(),
+            },
+        );
         for (id, want) in waiters {
             match want {
                 Want::Authorise => {
                     if matches!(
                         self.accounts.get(&id).map(|s| &s.state),
-                        Some(State::Unauthorised | State::Failed(_))
+                        Some(State::Discovering(_))
                     ) {
-                        self.fail(now, id, why.clone());
+                        self.fail(now, id, Failure::Endpoint(why.clone()));
+                    }
+                }
+                Want::Exchange => {
+                    if self.exchange_discovering(id) {
+                        self.discovery_failed_for_exchange(now, id, Cause::Endpoint(why.clone()));
+                    }
+                }
+                // Poll again at the interval; the codes' expiry ends it if need be.
+                Want::Poll => {
+                    if self.poll_discovering(id) {
+                        self.poll_again(now, id, std::time::Duration::ZERO);
                     }
                 }
                 Want::Refresh => {
                     // Keep the token; try again after refresh_retry.
-                    self.note_error(id, &why);
+                    self.note_error(id, &Failure::Retrying(Cause::Endpoint(why.clone())));
                     self.retry_refresh_later(now, id);
                 }
                 Want::Revoke(job) => self.reply(
@@ -353,7 +434,15 @@ impl Server {
                 a.next = Next::RefreshAt(at);
                 State::Active(a)
             }
-            other => other,
+            // While transient_error_if_cmd decides, it decides.
+            checking @ State::Active(_) => checking,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 

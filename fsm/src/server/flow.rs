@@ -14,9 +14,12 @@ use crate::oauth::{self, STATE_BYTES, VERIFIER_BYTES};
 use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
-use super::account::{Device, Exchanging, Failed, Grant, InFlight, Pending, State, Step};
+use super::account::{
+    Device, Discovering, Exchanging, Failed, Grant, InFlight, Pending, State, Step,
+};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
+use super::failure::{Cause, Failure, GrantKind};
 use super::{AccountId, Server};
 use crate::config::Flow;
 
@@ -35,7 +38,7 @@ impl Server {
         now: Now,
         id: AccountId,
         entropy: &mut dyn Entropy,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let which = match self.flow(id) {
             Flow::Code => Which::Auth,
             Flow::Device => Which::Device,
@@ -45,9 +48,23 @@ impl Server {
             Resolved::Url(u) => u,
             Resolved::Discovering(issuer) => {
                 self.await_issuer(&issuer, id, Want::Authorise);
+                self.update(id, |_, old| {
+                    let last = match old {
+                        State::Failed(f) => Some(f),
+                        State::Discovering(d) => d.last,
+                        State::Unauthorised
+                        | State::Pending(_)
+                        | State::Exchanging(_)
+                        | State::Device(_)
+                        | State::Active(_)
+                        | State::Refreshing(_) => None,
+                    };
+                    State::Discovering(Box::new(Discovering { issuer, last }))
+                });
                 return Ok(());
             }
             Resolved::Missing(why) => return Err(why),
+            Resolved::Held(why) => return Err(Failure::Endpoint(why)),
         };
         match self.flow(id) {
             Flow::Code => self.start_code(now, id, &url, entropy),
@@ -56,14 +73,6 @@ impl Server {
                 Ok(())
             }
             Flow::ClientCredentials => {
-                self.update(id, |_, _| {
-                    State::Exchanging(Box::new(Exchanging {
-                        grant: Grant::ClientCredentials,
-                        attempt: 0,
-                        notified: now.boot,
-                        step: Step::RetryAt(now.boot),
-                    }))
-                });
                 self.log(
                     Level::Info,
                     format!(
@@ -71,7 +80,7 @@ impl Server {
                         self.name_of(id)
                     ),
                 );
-                self.send_exchange(now, id);
+                self.start_exchange(now, id, Grant::ClientCredentials, now.boot);
                 Ok(())
             }
         }
@@ -84,16 +93,16 @@ impl Server {
         id: AccountId,
         auth_uri: &Url,
         entropy: &mut dyn Entropy,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let Some(slot) = self.accounts.get(&id) else {
-            return Err("the account no longer exists".into());
+            return Err(Failure::Gone);
         };
         let Some(redirect_uri) = oauth::redirect_uri(
             &slot.config,
             self.listeners.http_port,
             self.listeners.https_port,
         ) else {
-            return Err("no redirect listener suits this account's redirect_uri (http_listen or https_listen is none)".into());
+            return Err(Failure::NoListener);
         };
         let state = oauth::random_token(entropy, STATE_BYTES);
         let verifier = oauth::random_token(entropy, VERIFIER_BYTES);
@@ -101,6 +110,10 @@ impl Server {
         let url =
             oauth::authorization_url(&slot.config, auth_uri, &redirect_uri, &state, &challenge)
                 .to_string();
+        // A new grant from the user: whatever the provider said before is moot.
+        if let Some(slot) = self.accounts.get_mut(&id) {
+            slot.quiet_until = None;
+        }
         let pending = Pending {
             state_key: Sha256::digest(state.as_str().as_bytes()).into(),
             state,
@@ -142,7 +155,13 @@ impl Server {
                 url = Some(p.url.clone());
                 State::Pending(p)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         if let Some(url) = url {
             self.auth_notify(id, &url);
@@ -201,19 +220,17 @@ impl Server {
             let promised = self.metadata(c).is_some_and(|m| m.iss_parameter_supported);
             let issuer = c.issuer.as_deref();
             if let Some(why) = oauth::redirect_issuer_mismatch(param("iss"), issuer, promised) {
-                let page = format!("pizauth: authorisation refused: {why}");
-                self.fail(now, id, format!("authorisation refused: {why}"));
+                let why = Failure::IssuerMismatch(why);
+                let page = format!("pizauth: {why}");
+                self.fail(now, id, why);
                 return (400, page);
             }
         }
         if let Some(error) = param("error") {
-            let mut why = format!(
-                "authorisation failed: {}",
-                oauth::clean_provider_text(error)
-            );
-            if let Some(d) = param("error_description") {
-                why.push_str(&format!(" ({})", oauth::clean_provider_text(d)));
-            }
+            let why = Failure::Authorisation {
+                error: oauth::clean_provider_text(error),
+                description: param("error_description").map(oauth::clean_provider_text),
+            };
             let page = format!("pizauth: {why}");
             self.fail(now, id, why);
             return (400, page);
@@ -221,25 +238,17 @@ impl Server {
         let Some(code) = param("code").filter(|c| !c.is_empty()) else {
             return (400, "pizauth: the redirect carries no code".into());
         };
-        let code = Secret::new(code.to_owned());
-        self.update(id, |_, state| match state {
-            State::Pending(p) => State::Exchanging(Box::new(Exchanging {
-                grant: Grant::Code {
-                    code,
-                    verifier: p.verifier,
-                    redirect_uri: p.redirect_uri,
-                },
-                attempt: 0,
-                notified: p.notified,
-                step: Step::RetryAt(now.boot),
-            })),
-            other => other,
-        });
+        let grant = Grant::Code {
+            code: Secret::new(code.to_owned()),
+            verifier: p.verifier.clone(),
+            redirect_uri: p.redirect_uri.clone(),
+        };
+        let notified = p.notified;
         self.log(
             Level::Info,
             format!("{}: authorisation code received", self.name_of(id)),
         );
-        self.send_exchange(now, id);
+        self.start_exchange(now, id, grant, notified);
         (200, PROCESSING_PAGE.into())
     }
 
@@ -257,15 +266,110 @@ impl Server {
         }
     }
 
-    /// Sends (or re-sends) the exchange of an `Exchanging` account.
-    fn send_exchange(&mut self, now: Now, id: AccountId) {
-        let url = match self.resolve(now, id, Which::Token) {
-            Resolved::Url(u) => u,
-            Resolved::Discovering(_) => {
-                // Only after a failure forgot the metadata: try again shortly.
-                return self.retry_exchange_later(now, id);
+    /// Makes account `id` exchange `grant`, the state built once with its first step: the
+    /// request in flight, the wait for the issuer's metadata, or (the issuer being held
+    /// back) a retry.
+    fn start_exchange(&mut self, now: Now, id: AccountId, grant: Grant, notified: Instant) {
+        let (attempt, step, send) = match self.resolve(now, id, Which::Token) {
+            Resolved::Url(url) => {
+                let Some(slot) = self.accounts.get(&id) else {
+                    return;
+                };
+                let req = exchange_body(&slot.config, self.client_auth(&slot.config), &grant);
+                let request = self.fresh_request();
+                let timeout = self.tunables.http_timeout;
+                let http = HttpRequest {
+                    method: Method::Post,
+                    url,
+                    body: req.body,
+                    authorization: req.authorization,
+                    timeout,
+                };
+                let flight = InFlight {
+                    request,
+                    sent: now.boot,
+                    deadline: now.boot + timeout,
+                };
+                (1, Step::InFlight(flight), Some((request, http)))
+            }
+            Resolved::Discovering(issuer) => {
+                self.await_issuer(&issuer, id, Want::Exchange);
+                (0, Step::Discovering, None)
+            }
+            Resolved::Held(why) => {
+                let what = exchange_what(&grant);
+                let cause = Cause::Endpoint(why);
+                if self.tunables.exchange_tries <= 1 {
+                    let tries = Some(1);
+                    return self.fail(
+                        now,
+                        id,
+                        Failure::Exchange {
+                            grant: what,
+                            tries,
+                            cause,
+                        },
+                    );
+                }
+                let name = self.name_of(id).to_owned();
+                let why = cause.to_string();
+                let tries = None;
+                self.note_error(
+                    id,
+                    &Failure::Exchange {
+                        grant: what,
+                        tries,
+                        cause,
+                    },
+                );
+                self.log(
+                    Level::Warn,
+                    format!("{name}: {what} failed ({why}); retrying"),
+                );
+                let at = now.boot + self.tunables.exchange_retry_delay;
+                (1, Step::RetryAt(at), None)
             }
             Resolved::Missing(why) => return self.fail(now, id, why),
+        };
+        self.update(id, |_, _| {
+            State::Exchanging(Box::new(Exchanging {
+                grant,
+                attempt,
+                notified,
+                step,
+            }))
+        });
+        if let Some((request, http)) = send {
+            self.outputs.push_back(Output::SendHttp { request, http });
+        }
+    }
+
+    /// Sends again the exchange of an `Exchanging` account.
+    pub(super) fn send_exchange(&mut self, now: Now, id: AccountId) {
+        let url = match self.resolve(now, id, Which::Token) {
+            Resolved::Url(u) => u,
+            Resolved::Discovering(issuer) => {
+                // The token endpoint comes from the issuer's metadata: send the exchange
+                // the moment it arrives.
+                self.update(id, |_, state| match state {
+                    State::Exchanging(mut e) => {
+                        e.step = Step::Discovering;
+                        State::Exchanging(e)
+                    }
+                    other @ (State::Unauthorised
+                    | State::Discovering(_)
+                    | State::Pending(_)
+                    | State::Device(_)
+                    | State::Active(_)
+                    | State::Refreshing(_)
+                    | State::Failed(_)) => other,
+                });
+                return self.await_issuer(&issuer, id, Want::Exchange);
+            }
+            Resolved::Missing(why) => return self.fail(now, id, why),
+            Resolved::Held(why) => {
+                return self.discovery_failed_for_exchange(now, id, Cause::Endpoint(why));
+            }
         };
         let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;
@@ -273,23 +377,7 @@ impl Server {
         self.update(id, |s, state| match state {
             State::Exchanging(mut e) => {
                 if let Some(slot) = s.accounts.get(&id) {
-                    let auth = s.client_auth(&slot.config);
-                    let req = match &e.grant {
-                        Grant::Code {
-                            code,
-                            verifier,
-                            redirect_uri,
-                        } => oauth::code_exchange_body(
-                            &slot.config,
-                            auth,
-                            code,
-                            verifier,
-                            redirect_uri,
-                        ),
-                        Grant::ClientCredentials => {
-                            oauth::client_credentials_body(&slot.config, auth)
-                        }
-                    };
+                    let req = exchange_body(&slot.config, s.client_auth(&slot.config), &e.grant);
                     http = Some(HttpRequest {
                         method: Method::Post,
                         url,
@@ -306,11 +394,74 @@ impl Server {
                 });
                 State::Exchanging(e)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         if let Some(http) = http {
             self.outputs.push_back(Output::SendHttp { request, http });
         }
+    }
+
+    /// Whether account `id` is exchanging and waits for its issuer's metadata.
+    pub(super) fn exchange_discovering(&self, id: AccountId) -> bool {
+        matches!(
+            self.accounts.get(&id).map(|s| &s.state),
+            Some(State::Exchanging(e)) if e.step == Step::Discovering
+        )
+    }
+
+    /// The metadata an exchange waited for could not be fetched: that counts as a failed
+    /// attempt (the code is kept for the next one, `exchange_retry_delay` later).
+    pub(super) fn discovery_failed_for_exchange(&mut self, now: Now, id: AccountId, cause: Cause) {
+        let tries = self.tunables.exchange_tries;
+        let mut attempt = 0;
+        self.update(id, |_, state| match state {
+            State::Exchanging(mut e) => {
+                e.attempt += 1;
+                attempt = e.attempt;
+                State::Exchanging(e)
+            }
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
+        });
+        let what = self.exchange_what(id);
+        if attempt >= tries {
+            let tries = Some(attempt);
+            return self.fail(
+                now,
+                id,
+                Failure::Exchange {
+                    grant: what,
+                    tries,
+                    cause,
+                },
+            );
+        }
+        let name = self.name_of(id).to_owned();
+        let why = cause.to_string();
+        self.note_error(
+            id,
+            &Failure::Exchange {
+                grant: what,
+                tries: None,
+                cause,
+            },
+        );
+        self.log(
+            Level::Warn,
+            format!("{name}: {what} failed ({why}); retrying"),
+        );
+        self.retry_exchange_later(now, id);
     }
 
     /// An exchanging account's deadline: a retry is due, or the request timed out.
@@ -321,6 +472,7 @@ impl Server {
         };
         match step {
             Step::RetryAt(_) => self.send_exchange(now, id),
+            Step::Discovering => (),
             Step::InFlight(f) => {
                 let timeout = self.no_answer(" from the token endpoint");
                 self.exchange_finished(now, id, f, Err(timeout));
@@ -339,7 +491,7 @@ impl Server {
         if self.side.contains_key(&request) {
             return self.side_finished(now, request, result, entropy);
         }
-        let Some(id) = self.requests.remove(&request) else {
+        let Some(id) = self.requests.get(&request).copied() else {
             self.log(
                 Level::Debug,
                 format!(
@@ -355,13 +507,21 @@ impl Server {
         let Some(flight) = state.in_flight() else {
             return;
         };
+        // The driver is done with this request: the next state drops it uncancelled.
+        self.answered = Some(request);
         match state {
             State::Exchanging(_) => self.exchange_finished(now, id, flight, result),
             State::Refreshing(_) => self.refresh_finished(now, id, flight, result),
             State::Device(Device::Requesting(_)) => self.codes_received(now, id, result),
             State::Device(Device::Polling(_)) => self.poll_finished(now, id, flight, result),
-            _ => (),
+            // No request of theirs is in flight (in_flight() said so above).
+            State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Active(_)
+            | State::Failed(_) => (),
         }
+        self.answered = None;
     }
 
     /// The code exchange ended: tokens, a retry after a transport error, or failure.
@@ -381,13 +541,27 @@ impl Server {
                     _ => return,
                 };
                 let what = self.exchange_what(id);
+                let cause = Cause::Transport(e.message.clone());
                 if attempt >= self.tunables.exchange_tries {
+                    let tries = Some(attempt);
                     return self.fail(
                         now,
                         id,
-                        format!("{what} failed after {attempt} tries: {}", e.message),
+                        Failure::Exchange {
+                            grant: what,
+                            tries,
+                            cause,
+                        },
                     );
                 }
+                self.note_error(
+                    id,
+                    &Failure::Exchange {
+                        grant: what,
+                        tries: None,
+                        cause,
+                    },
+                );
                 self.log(
                     Level::Warn,
                     format!("{name}: {what} failed ({}); retrying", e.message),
@@ -402,36 +576,54 @@ impl Server {
                 self.token_event(id, TokenEvent::New);
             }
             Err(e) => {
+                let retry_after = match &e {
+                    oauth::TokenError::Transient { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                self.hold(id, flight.sent, retry_after);
                 let what = self.exchange_what(id);
-                self.fail(now, id, format!("{what} failed: {e}"));
+                let cause = Cause::Answer(e);
+                self.fail(
+                    now,
+                    id,
+                    Failure::Exchange {
+                        grant: what,
+                        tries: None,
+                        cause,
+                    },
+                );
             }
         }
     }
 
     /// Sends the exchange again after `exchange_retry_delay`.
-    fn retry_exchange_later(&mut self, now: Now, id: AccountId) {
+    pub(super) fn retry_exchange_later(&mut self, now: Now, id: AccountId) {
         let at = now.boot + self.tunables.exchange_retry_delay;
         self.update(id, |_, state| match state {
             State::Exchanging(mut x) => {
                 x.step = Step::RetryAt(at);
                 State::Exchanging(x)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 
-    /// What an exchange is, for messages.
-    fn exchange_what(&self, id: AccountId) -> &'static str {
+    /// What account `id`'s exchange is, for messages.
+    fn exchange_what(&self, id: AccountId) -> GrantKind {
         match self.accounts.get(&id).map(|s| &s.state) {
-            Some(State::Exchanging(e)) if matches!(e.grant, Grant::ClientCredentials) => {
-                "requesting a token with the client credentials"
-            }
-            _ => "exchanging the authorisation code",
+            Some(State::Exchanging(e)) => exchange_what(&e.grant),
+            _ => GrantKind::Code,
         }
     }
 
     /// The account ends up with no token because of `why`; the user is told.
-    pub(super) fn fail(&mut self, now: Now, id: AccountId, why: String) {
+    pub(super) fn fail(&mut self, now: Now, id: AccountId, why: Failure) {
         self.fail_with(now, id, why, None);
     }
 
@@ -441,7 +633,7 @@ impl Server {
         &mut self,
         now: Now,
         id: AccountId,
-        why: String,
+        why: Failure,
         event: Option<TokenEvent>,
     ) {
         self.note_error(id, &why);
@@ -454,7 +646,31 @@ impl Server {
         if let Some(event) = event {
             self.token_event(id, event);
         }
-        self.error_notify(id, &why);
+        self.error_notify(id, &why.to_string());
+    }
+}
+
+/// What exchanging `grant` is, for messages.
+fn exchange_what(grant: &Grant) -> GrantKind {
+    match grant {
+        Grant::ClientCredentials => GrantKind::ClientCredentials,
+        Grant::Code { .. } => GrantKind::Code,
+    }
+}
+
+/// The token-endpoint body that exchanges `grant`.
+fn exchange_body(
+    account: &crate::config::Account,
+    auth: oauth::ClientAuth,
+    grant: &Grant,
+) -> oauth::ClientRequest {
+    match grant {
+        Grant::Code {
+            code,
+            verifier,
+            redirect_uri,
+        } => oauth::code_exchange_body(account, auth, code, verifier, redirect_uri),
+        Grant::ClientCredentials => oauth::client_credentials_body(account, auth),
     }
 }
 

@@ -19,7 +19,10 @@ mod children;
 mod control;
 mod device;
 mod discovery;
+mod failure;
 mod flow;
+#[cfg(any(test, feature = "invariants"))]
+mod liveness;
 mod refresh;
 mod reload;
 mod revoke;
@@ -31,8 +34,12 @@ pub use reload::{SECRET_TIMEOUT, SecretCommand, fill_secret, secret_commands};
 use account::State;
 use children::Children;
 use discovery::{IssuerState, Side};
+use failure::Failure;
 use timers::{TimerKey, Timers};
 use waiters::Waiter;
+
+/// The longest `Retry-After` honoured (a provider cannot silence an account for days).
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 
 /// The redirect listeners, as bound by the driver.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,7 +109,11 @@ struct Slot {
     fingerprint: std::cell::OnceCell<String>,
     state: State,
     /// The last failure of any kind, and when (for `status -j`).
-    last_error: Option<(Instant, String)>,
+    last_error: Option<(Instant, Failure)>,
+    /// After an answer that gave no usable token: the provider is not asked again for
+    /// this account before this instant (`refresh_retry` after the request, or a longer
+    /// `Retry-After`), whoever asks.
+    quiet_until: Option<Instant>,
 }
 
 impl Slot {
@@ -125,8 +136,11 @@ pub struct Server {
     by_name: BTreeMap<String, AccountId>,
     /// Pending authorisation requests by SHA-256 of their `state`.
     pending: BTreeMap<[u8; 32], AccountId>,
-    /// Requests in flight and whose they are.
+    /// Requests in flight and whose they are; kept by [`Server::update`] alone.
     requests: BTreeMap<RequestId, AccountId>,
+    /// The request whose answer is being handled, if any: the state that follows drops
+    /// it without cancelling it.
+    answered: Option<RequestId>,
     /// Requests in flight that belong to no account state: discovery and revocation.
     side: BTreeMap<RequestId, Side>,
     /// What is known of each issuer's metadata, by issuer URL.
@@ -169,6 +183,7 @@ impl Server {
             by_name: BTreeMap::new(),
             pending: BTreeMap::new(),
             requests: BTreeMap::new(),
+            answered: None,
             side: BTreeMap::new(),
             issuers: BTreeMap::new(),
             waiters: BTreeMap::new(),
@@ -302,7 +317,8 @@ impl Server {
             State::Device(_) => self.device_due(now, id),
             State::Active(_) => self.active_due(now, id),
             State::Refreshing(_) => self.refresh_timed_out(now, id),
-            State::Unauthorised | State::Failed(_) => (),
+            // Discovering has no deadline: its issuer's fetch has.
+            State::Unauthorised | State::Failed(_) | State::Discovering(_) => (),
         }
     }
 
@@ -320,8 +336,9 @@ impl Server {
     }
 
     /// Replaces the state of account `id` with what `f` makes of the old one, keeping
-    /// every index in step: the pending-state index, the request map (a request the new
-    /// state no longer carries is cancelled), and the account's timer.
+    /// every index in step, derived from the old and the new state alone: the
+    /// pending-state index, the request map (a request the new state no longer carries is
+    /// cancelled, unless it is the one just answered), and the account's timer.
     fn update(&mut self, id: AccountId, f: impl FnOnce(&mut Server, State) -> State) {
         let Some(slot) = self.accounts.get_mut(&id) else {
             return;
@@ -340,9 +357,11 @@ impl Server {
         let new_request = new.request();
         if let Some(r) = old_request
             && new_request != Some(r)
-            && self.requests.remove(&r).is_some()
         {
-            self.outputs.push_back(Output::CancelHttp { request: r });
+            self.requests.remove(&r);
+            if self.answered != Some(r) {
+                self.outputs.push_back(Output::CancelHttp { request: r });
+            }
         }
         if let Some(r) = new_request {
             self.requests.insert(r, id);
@@ -373,6 +392,7 @@ impl Server {
                 config,
                 state: State::Unauthorised,
                 last_error: None,
+                quiet_until: None,
             }),
         );
         id
@@ -404,11 +424,27 @@ impl Server {
             .map_or("?", |s| s.config.name.as_str())
     }
 
+    /// An answer to a request account `id` sent at `sent` gave no usable token: keep
+    /// quiet until `refresh_retry` (at least a second) or `retry_after` has passed since.
+    fn hold(&mut self, id: AccountId, sent: Instant, retry_after: Option<Duration>) {
+        if let Some(slot) = self.accounts.get_mut(&id) {
+            let retry = slot.config.timing.refresh_retry.max(Duration::from_secs(1));
+            let extra = retry_after.map_or(Duration::ZERO, |d| d.min(MAX_RETRY_AFTER));
+            slot.quiet_until = Some(sent + retry.max(extra));
+        }
+    }
+
+    /// Whether account `id` must not ask its provider at `now` (see [`Server::hold`]).
+    fn held(&self, id: AccountId, now: Now) -> Option<Instant> {
+        let until = self.accounts.get(&id)?.quiet_until?;
+        (now.boot < until).then_some(until)
+    }
+
     /// Remembers a failure for `status -j`.
-    fn note_error(&mut self, id: AccountId, message: &str) {
+    fn note_error(&mut self, id: AccountId, failure: &Failure) {
         let at = self.latest.map(|n| n.boot).unwrap_or_default();
         if let Some(slot) = self.accounts.get_mut(&id) {
-            slot.last_error = Some((at, message.to_owned()));
+            slot.last_error = Some((at, failure.clone()));
         }
     }
 
@@ -440,6 +476,7 @@ impl Server {
                 "info clients wait for a certificate that is not being made"
             );
         }
+        assert!(self.answered.is_none(), "an answer still being handled");
         let now = self.latest.map(|n| n.boot);
         let mut pending_seen = 0;
         let mut requests_seen = 0;
@@ -468,8 +505,14 @@ impl Server {
             );
             if work_pending && slot.state.deadline().is_none() {
                 // Only a running transient check may leave an active account without a
-                // deadline, and that child then has its own.
+                // deadline, and that child then has its own; an exchange waiting for its
+                // issuer's metadata waits for that fetch's deadline (see liveness.rs).
                 match &slot.state {
+                    State::Exchanging(e) if e.step == account::Step::Discovering => (),
+                    State::Active(account::Active {
+                        next: account::Next::Discovering,
+                        ..
+                    }) => (),
                     State::Active(account::Active {
                         next: account::Next::Checking(c),
                         ..
@@ -481,7 +524,16 @@ impl Server {
                     _ => panic!("{}: work pending without a deadline", slot.config.name),
                 }
             }
+            self.check_liveness(*id, slot);
+            if let (Some(f), Some(quiet)) = (slot.state.in_flight(), slot.quiet_until) {
+                assert!(
+                    f.sent >= quiet,
+                    "{}: asked its provider again before refresh_retry after an answer that gave no usable token",
+                    slot.config.name
+                );
+            }
         }
+        self.check_issuers();
         assert_eq!(self.by_name.len(), self.accounts.len(), "name index size");
         assert_eq!(self.pending.len(), pending_seen, "stale pending entries");
         assert_eq!(self.requests.len(), requests_seen, "stale request entries");

@@ -10,6 +10,7 @@ use crate::time::{Instant, Now};
 use super::account::{Active, InFlight, Next, Refreshing, State, Tokens};
 use super::children::TokenEvent;
 use super::discovery::{Resolved, Want, Which};
+use super::failure::{Cause, Failure};
 use super::{AccountId, Server};
 use crate::config::Flow;
 
@@ -37,66 +38,52 @@ impl Server {
         }
     }
 
-    /// Makes account `id` active with `tokens` (replacing whatever it was doing) and
-    /// schedules its refresh.
+    /// Makes account `id` active with `tokens` (replacing whatever it was doing), its
+    /// refresh scheduled: the state is built once, complete.
     pub(super) fn install(&mut self, now: Now, id: AccountId, tokens: Tokens) {
         if let Some(slot) = self.accounts.get(&id)
             && let Some(w) = oauth::no_refresh_token_warning(&slot.config, tokens.refresh.is_some())
         {
             self.log(Level::Warn, format!("{}: {w}", slot.config.name));
         }
+        let Some(slot) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        slot.quiet_until = None;
+        let (timing, flow) = (slot.config.timing, slot.config.flow);
+        let next = next_step(&tokens, 0, None, timing, flow, now);
         self.update(id, |_, _| {
             State::Active(Active {
                 tokens,
                 failures: 0,
                 last_attempt: None,
-                // Replaced at once by `schedule`.
-                next: Next::RefreshAt(now.boot),
+                told_expired: false,
+                next,
             })
         });
-        self.schedule(now, id);
     }
 
-    /// Sets when an active account next acts: at
-    /// `min(expires - refresh_before_expiry, obtained + refresh_at_least)`, or after a
-    /// failed attempt at `last_attempt + refresh_retry`; never before now. Without a
-    /// refresh token, the token is kept until it expires and then dropped.
+    /// Sets again when an active account next acts (after a failure, or a reload that
+    /// may have changed its timing); see [`next_step`]. A running transient check stays.
     pub(super) fn schedule(&mut self, now: Now, id: AccountId) {
-        let Some(timing) = self.accounts.get(&id).map(|s| s.config.timing) else {
+        let Some(slot) = self.accounts.get(&id) else {
             return;
         };
-        let renewable = self.flow(id) == Flow::ClientCredentials;
+        let (timing, flow) = (slot.config.timing, slot.config.flow);
         self.update(id, |_, state| match state {
             State::Active(mut a) => {
-                if a.tokens.refresh.is_none() && !renewable {
-                    a.next =
-                        Next::ExpireAt(a.tokens.expires.max(now.boot + Duration::from_millis(1)));
-                } else if !matches!(a.next, Next::Checking(_)) {
-                    let due = match a.last_attempt.filter(|_| a.failures > 0) {
-                        // At least a second apart, whatever the config says (0s is accepted).
-                        Some(last) => last + timing.refresh_retry.max(Duration::from_secs(1)),
-                        None => {
-                            let t = &a.tokens;
-                            let due = (t.expires - timing.refresh_before_expiry)
-                                .min(t.obtained + timing.refresh_at_least);
-                            // A token living no longer than refresh_before_expiry (or a
-                            // refresh_at_least of 0s) would be refreshed the moment it
-                            // arrives, and so would its successor: a busy loop against the
-                            // provider. Refresh it at half its life instead, and never
-                            // within a second of obtaining it.
-                            let due = if due > t.obtained {
-                                due
-                            } else {
-                                t.obtained + t.expires.saturating_since(t.obtained) / 2
-                            };
-                            due.max(t.obtained + Duration::from_secs(1))
-                        }
-                    };
-                    a.next = Next::RefreshAt(due.max(now.boot));
+                if !matches!(a.next, Next::Checking(_)) {
+                    a.next = next_step(&a.tokens, a.failures, a.last_attempt, timing, flow, now);
                 }
                 State::Active(a)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 
@@ -119,7 +106,7 @@ impl Server {
                 self.update(id, |_, _| State::Unauthorised);
                 self.token_event(id, TokenEvent::Invalidated);
             }
-            Next::Checking(_) => (),
+            Next::Checking(_) | Next::Discovering => (),
         }
     }
 
@@ -136,6 +123,11 @@ impl Server {
         if matches!(a.next, Next::Checking(_)) {
             return;
         }
+        if let Some(until) = self.held(id, now) {
+            // The provider just gave no usable token: the retry is already scheduled, at
+            // `until` or later; asking sooner (for `show`, `refresh`) would hammer it.
+            return self.defer_refresh(now, id, until);
+        }
         // Client-credentials accounts renew by asking again; others need a refresh token.
         if a.tokens.refresh.is_none() && slot.config.flow != Flow::ClientCredentials {
             if a.tokens.expires <= now.boot {
@@ -148,6 +140,23 @@ impl Server {
             Resolved::Url(u) => u,
             Resolved::Discovering(issuer) => {
                 self.await_issuer(&issuer, id, Want::Refresh);
+                return self.update(id, |_, state| match state {
+                    State::Active(mut a) => {
+                        a.next = Next::Discovering;
+                        State::Active(a)
+                    }
+                    other @ (State::Unauthorised
+                    | State::Discovering(_)
+                    | State::Pending(_)
+                    | State::Exchanging(_)
+                    | State::Device(_)
+                    | State::Refreshing(_)
+                    | State::Failed(_)) => other,
+                });
+            }
+            Resolved::Held(why) => {
+                // Keep the token; the metadata is fetched again after refresh_retry.
+                self.note_error(id, &Failure::Retrying(Cause::Endpoint(why)));
                 return self.retry_refresh_later(now, id);
             }
             Resolved::Missing(why) => return self.invalidate(now, id, why),
@@ -176,13 +185,20 @@ impl Server {
             State::Active(a) => State::Refreshing(Refreshing {
                 tokens: a.tokens,
                 failures: a.failures,
+                told_expired: a.told_expired,
                 flight: InFlight {
                     request,
                     sent: now.boot,
                     deadline: now.boot + timeout,
                 },
             }),
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         self.log(Level::Debug, format!("{}: refreshing", self.name_of(id)));
         self.outputs.push_back(Output::SendHttp { request, http });
@@ -213,9 +229,9 @@ impl Server {
                     TokenError::Transient { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                (e.is_transient(), e.to_string(), retry_after)
+                (e.is_transient(), Cause::Answer(e), retry_after, true)
             }),
-            Err(e) => Err((true, e.message, None)),
+            Err(e) => Err((true, Cause::Transport(e.message), None, false)),
         };
         match outcome {
             Ok(t) => {
@@ -230,11 +246,12 @@ impl Server {
                 self.install(now, id, tokens);
                 self.token_event(id, TokenEvent::Refreshed);
             }
-            Err((true, message, retry_after)) => {
-                self.transient_failure(now, id, flight, &message, retry_after)
+            Err((true, cause, retry_after, answered)) => {
+                self.transient_failure(now, id, flight, cause, retry_after, answered)
             }
-            Err((false, message, _)) => {
-                self.invalidate(now, id, format!("refreshing failed: {message}"))
+            Err((false, cause, _, _)) => {
+                self.hold(id, flight.sent, None);
+                self.invalidate(now, id, Failure::Refresh(cause))
             }
         }
     }
@@ -247,26 +264,30 @@ impl Server {
         now: Now,
         id: AccountId,
         flight: InFlight,
-        message: &str,
+        cause: Cause,
         retry_after: Option<Duration>,
+        answered: bool,
     ) {
-        let mut failures = 0;
-        self.update(id, |_, state| match state {
-            State::Refreshing(r) => {
-                failures = r.failures + 1;
-                State::Active(Active {
-                    tokens: r.tokens,
-                    failures,
-                    last_attempt: Some(flight.sent),
-                    next: Next::RefreshAt(now.boot),
-                })
-            }
-            other => other,
-        });
-        if failures == 0 {
+        let Some(slot) = self.accounts.get(&id) else {
             return;
+        };
+        let State::Refreshing(r) = &slot.state else {
+            return;
+        };
+        let failures = r.failures + 1;
+        let tell = !r.told_expired && r.tokens.expires <= now.boot;
+        let (timing, flow) = (slot.config.timing, slot.config.flow);
+        if tell {
+            // Once per token: the user holds nothing usable any more, and should hear
+            // why before their mail program does.
+            let why = Failure::ExpiredWhileFailing(cause.clone());
+            self.error_notify(id, &why.to_string());
         }
-        self.note_error(id, message);
+        let message = cause.to_string();
+        self.note_error(id, &Failure::Retrying(cause));
+        if answered {
+            self.hold(id, flight.sent, retry_after);
+        }
         self.log(
             Level::Warn,
             format!(
@@ -275,25 +296,44 @@ impl Server {
             ),
         );
         let every = self.tunables.check_every.max(1);
-        if failures % every == 0
-            && let Some(child) = self.start_check(id)
-        {
-            return self.update(id, |_, state| match state {
-                State::Active(mut a) => {
-                    a.next = Next::Checking(child);
-                    State::Active(a)
-                }
-                other => other,
-            });
-        }
-        self.schedule(now, id);
-        if let Some(extra) = retry_after {
-            self.defer_refresh(
-                now,
-                id,
-                flight.sent + extra.min(Duration::from_secs(6 * 3600)),
-            );
-        }
+        let check = if failures % every == 0 {
+            self.start_check(id)
+        } else {
+            None
+        };
+        self.update(id, |_, state| match state {
+            State::Refreshing(r) => {
+                let next = match check {
+                    Some(child) => Next::Checking(child),
+                    None => {
+                        match next_step(&r.tokens, failures, Some(flight.sent), timing, flow, now) {
+                            // The provider's Retry-After, if longer (bounded).
+                            Next::RefreshAt(t) => Next::RefreshAt(match retry_after {
+                                Some(extra) => {
+                                    t.max(flight.sent + extra.min(super::MAX_RETRY_AFTER))
+                                }
+                                None => t,
+                            }),
+                            n @ (Next::ExpireAt(_) | Next::Checking(_) | Next::Discovering) => n,
+                        }
+                    }
+                };
+                State::Active(Active {
+                    tokens: r.tokens,
+                    failures,
+                    last_attempt: Some(flight.sent),
+                    told_expired: r.told_expired || tell,
+                    next,
+                })
+            }
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Failed(_)) => other,
+        });
     }
 
     /// Moves a scheduled refresh no earlier than `at`.
@@ -305,7 +345,13 @@ impl Server {
                 }
                 State::Active(a)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 
@@ -316,13 +362,57 @@ impl Server {
                 a.next = Next::RefreshAt(now.boot);
                 State::Active(a)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
         self.schedule(now, id);
     }
 
     /// Drops the token for good: the next `show` starts a new authorisation.
-    pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: String) {
+    pub(super) fn invalidate(&mut self, now: Now, id: AccountId, why: Failure) {
         self.fail_with(now, id, why, Some(TokenEvent::Invalidated));
     }
+}
+
+/// When an active account with `tokens` next acts: at
+/// `min(expires - refresh_before_expiry, obtained + refresh_at_least)`, or after a failed
+/// attempt at `last_attempt + refresh_retry`; never before now. Without a refresh token
+/// (outside the client-credentials flow, which asks again), the token is kept until it
+/// expires and then dropped.
+fn next_step(
+    tokens: &Tokens,
+    failures: u32,
+    last_attempt: Option<Instant>,
+    timing: crate::config::Timing,
+    flow: Flow,
+    now: Now,
+) -> Next {
+    if tokens.refresh.is_none() && flow != Flow::ClientCredentials {
+        return Next::ExpireAt(tokens.expires.max(now.boot + Duration::from_millis(1)));
+    }
+    let due = match last_attempt.filter(|_| failures > 0) {
+        // At least a second apart, whatever the config says (0s is accepted).
+        Some(last) => last + timing.refresh_retry.max(Duration::from_secs(1)),
+        None => {
+            let t = tokens;
+            let due = (t.expires - timing.refresh_before_expiry)
+                .min(t.obtained + timing.refresh_at_least);
+            // A token living no longer than refresh_before_expiry (or a refresh_at_least
+            // of 0s) would be refreshed the moment it arrives, and so would its
+            // successor: a busy loop against the provider. Refresh it at half its life
+            // instead, and never within a second of obtaining it.
+            let due = if due > t.obtained {
+                due
+            } else {
+                t.obtained + t.expires.saturating_since(t.obtained) / 2
+            };
+            due.max(t.obtained + Duration::from_secs(1))
+        }
+    };
+    Next::RefreshAt(due.max(now.boot))
 }

@@ -277,7 +277,13 @@ impl Server {
                 p.next_notify = next;
                 State::Pending(p)
             }
-            other => other,
+            other @ (State::Unauthorised
+            | State::Discovering(_)
+            | State::Exchanging(_)
+            | State::Device(_)
+            | State::Active(_)
+            | State::Refreshing(_)
+            | State::Failed(_)) => other,
         });
     }
 

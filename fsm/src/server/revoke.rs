@@ -51,6 +51,11 @@ impl Server {
                     message: format!("{}: revoked locally only: {why}", job.name),
                 });
             }
+            Resolved::Held(why) => {
+                return Some(Reply::Notice {
+                    message: format!("{}: revoked locally only: {why}", job.name),
+                });
+            }
         }
         None
     }
@@ -62,7 +67,7 @@ impl Server {
         };
         let url = match self.resolve(now, id, Which::Revoke) {
             Resolved::Url(u) => u,
-            Resolved::Discovering(_) | Resolved::Missing(_) => {
+            Resolved::Discovering(_) | Resolved::Missing(_) | Resolved::Held(_) => {
                 let message = format!("{}: revoked locally only: no revocation endpoint", job.name);
                 return self.reply(job.client, Reply::Notice { message });
             }

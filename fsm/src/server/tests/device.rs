@@ -246,10 +246,18 @@ fn client_credentials_obtain_and_renew_by_asking_again() {
     );
     assert!(logs(&out, Level::Info).contains(&"svc: token_refreshed"));
     assert_eq!(sim.show_text("svc").unwrap(), "CC2");
-    // A permanent error invalidates; the next show asks again.
+    // A permanent error invalidates; show says why, and asks again only once
+    // refresh_retry has passed since the refused request (issue 12, case 3).
     let out = sim.advance(secs(510));
     let (id, _) = single_http(&out);
     sim.respond(id, 401, r#"{"error":"invalid_client"}"#);
+    let (reply, out) = sim.show("svc");
+    assert!(http_requests(&out).is_empty());
+    assert!(
+        matches!(&reply, Reply::Error { message } if message == "Access token unavailable: refreshing failed: token endpoint answered HTTP 401: invalid_client"),
+        "{reply:?}"
+    );
+    sim.advance(secs(40));
     let (_, out) = sim.show("svc");
     assert_eq!(http_requests(&out).len(), 1);
 }

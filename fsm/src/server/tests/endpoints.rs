@@ -90,7 +90,15 @@ fn a_metadata_document_for_another_issuer_is_refused() {
             .any(|m| m.contains("names issuer 'https://evil.example'")),
         "{out:?}"
     );
-    // Tried again when next needed.
+    // Tried again when next needed, but not before refresh_retry (issue 12, case 2);
+    // meanwhile show says why.
+    let (reply, out) = sim.show("a");
+    assert!(http_requests(&out).is_empty());
+    assert!(
+        matches!(&reply, Reply::Error { message } if message == "Access token unavailable: cannot discover the endpoints of https://id.example/tenant: the metadata names issuer 'https://evil.example', not 'https://id.example/tenant'"),
+        "{reply:?}"
+    );
+    sim.advance(secs(40));
     let (_, out) = sim.show("a");
     assert_eq!(http_requests(&out).len(), 1);
 }
@@ -213,4 +221,100 @@ fn revoke_without_a_revocation_endpoint_is_local_as_before() {
     });
     assert!(matches!(reply, Reply::Done));
     assert!(http_requests(&out).is_empty());
+}
+
+/// Case 1 of issue 12: an `issuer` with an explicit `auth_uri` learns its token endpoint
+/// only when the code comes back. The exchange used to wait six seconds on a timer it had
+/// not earned (and, with discovery failing, fetched the metadata every six seconds for
+/// ever without counting an attempt); it now waits for the metadata and is sent the
+/// moment it arrives.
+#[test]
+fn an_explicit_auth_uri_exchanges_the_code_as_soon_as_the_token_endpoint_is_discovered() {
+    let mut a = issuer_account("a");
+    a.auth_uri = Some(
+        Url::parse("https://id.example/tenant/authorize")
+            .unwrap()
+            .into(),
+    );
+    let mut sim = Sim::new(config(vec![a]));
+    let url = sim.show_text("a").unwrap_err();
+    assert!(
+        url.contains("with URL https://id.example/tenant/authorize?"),
+        "{url}"
+    );
+    let state = query_param(url.rsplit(' ').next().unwrap(), "state").unwrap();
+    let (status, _, out) = sim.redirect(&format!("/?state={state}&code=the-code"));
+    assert_eq!(status, 200);
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    let out = sim.respond(id, 200, METADATA);
+    let (id, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
+    assert!(form(http).contains(&("code".into(), "the-code".into())));
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"AT","token_type":"bearer","expires_in":3600}"#,
+    );
+    assert_eq!(sim.show_text("a"), Ok("AT".into()));
+}
+
+/// A refresh that needs the token endpoint from metadata not yet fetched (a token
+/// restored from a dump) waits for the metadata in its state (`Next::Discovering`) and is
+/// sent the moment it arrives.
+#[test]
+fn a_refresh_waiting_for_the_metadata_is_sent_when_it_arrives() {
+    let mut sim = Sim::new(config(vec![issuer_account("a")]));
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    sim.respond(id, 200, METADATA);
+    sim.authorise("a", "AT", Some("RT"), 3600);
+    let Reply::Dump { dump } = sim.ask(Request::Dump).0 else {
+        panic!("no dump")
+    };
+    let mut sim = Sim::new(config(vec![issuer_account("a")]));
+    assert!(matches!(sim.ask(Request::Restore { dump }).0, Reply::Done));
+    assert_eq!(sim.show_text("a"), Ok("AT".into()));
+    let out = sim.advance(secs(3510));
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    let out = sim.respond(id, 200, METADATA);
+    let (_, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
+    assert!(form(http).contains(&("refresh_token".into(), "RT".into())));
+}
+
+/// The device flow with an explicit `device_auth_uri` learns its token endpoint from the
+/// metadata when it first polls: it waits for the metadata in its state and polls the
+/// moment it arrives, instead of one interval later.
+#[test]
+fn a_device_poll_waiting_for_the_metadata_is_sent_when_it_arrives() {
+    let mut a = issuer_account("tv");
+    a.flow = Flow::Device;
+    a.device_auth_uri = Some(
+        Url::parse("https://id.example/tenant/device")
+            .unwrap()
+            .into(),
+    );
+    let mut sim = Sim::new(config(vec![a]));
+    let (_, out) = sim.show("tv");
+    let (id, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/device");
+    sim.respond(
+        id,
+        200,
+        r#"{"device_code":"D","user_code":"U","verification_uri":"https://id.example/v","interval":5}"#,
+    );
+    let out = sim.advance(secs(5));
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    let out = sim.respond(id, 200, METADATA);
+    let (id, http) = single_http(&out);
+    assert_eq!(http.url.as_str(), "https://id.example/tenant/token");
+    sim.respond(
+        id,
+        200,
+        r#"{"access_token":"AT","token_type":"bearer","expires_in":3600}"#,
+    );
+    assert_eq!(sim.show_text("tv"), Ok("AT".into()));
 }

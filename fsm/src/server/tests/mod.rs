@@ -15,10 +15,12 @@ use crate::protocol::{Reply, Request};
 use crate::secret::Secret;
 use crate::time::{Instant, Now, WallTime};
 
+mod cases;
 mod device;
 mod edges;
 mod endpoints;
 mod flows;
+mod liveness;
 mod props;
 mod refresh;
 mod server;
@@ -64,6 +66,7 @@ pub fn account(name: &str) -> Account {
         scopes: vec!["mail".into(), "offline_access".into()].into(),
         auth_uri_fields: Vec::new(),
         redirect_uri: Url::parse("http://localhost/").unwrap().into(),
+        redirect_uri_bare: false,
         timing: Timing::default(),
     }
 }
