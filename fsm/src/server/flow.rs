@@ -298,34 +298,10 @@ impl Server {
             }
             Resolved::Held(why) => {
                 let what = exchange_what(&grant);
-                let cause = Cause::Endpoint(why);
-                if self.tunables.exchange_tries <= 1 {
-                    let tries = Some(1);
-                    return self.fail(
-                        now,
-                        id,
-                        Failure::Exchange {
-                            grant: what,
-                            tries,
-                            cause,
-                        },
-                    );
+                let no_more = (self.tunables.exchange_tries <= 1).then_some(1);
+                if self.exchange_try_failed(now, id, what, Cause::Endpoint(why), no_more) {
+                    return;
                 }
-                let name = self.name_of(id).to_owned();
-                let why = cause.to_string();
-                let tries = None;
-                self.note_error(
-                    id,
-                    &Failure::Exchange {
-                        grant: what,
-                        tries,
-                        cause,
-                    },
-                );
-                self.log(
-                    Level::Warn,
-                    format!("{name}: {what} failed ({why}); retrying"),
-                );
                 let at = now.boot + self.tunables.exchange_retry_delay;
                 (1, Step::RetryAt(at), None)
             }
@@ -435,32 +411,9 @@ impl Server {
             | State::Failed(_)) => other,
         });
         let what = self.exchange_what(id);
-        if attempt >= tries {
-            let tries = Some(attempt);
-            return self.fail(
-                now,
-                id,
-                Failure::Exchange {
-                    grant: what,
-                    tries,
-                    cause,
-                },
-            );
+        if self.exchange_try_failed(now, id, what, cause, (attempt >= tries).then_some(attempt)) {
+            return;
         }
-        let name = self.name_of(id).to_owned();
-        let why = cause.to_string();
-        self.note_error(
-            id,
-            &Failure::Exchange {
-                grant: what,
-                tries: None,
-                cause,
-            },
-        );
-        self.log(
-            Level::Warn,
-            format!("{name}: {what} failed ({why}); retrying"),
-        );
         self.retry_exchange_later(now, id);
     }
 
@@ -615,6 +568,43 @@ impl Server {
     }
 
     /// What account `id`'s exchange is, for messages.
+    /// A try at exchanging `what` failed for `cause`. With no tries left (`no_more`: how
+    /// many were made) the account fails and this returns true; otherwise the failure is
+    /// noted and logged for the retry that follows.
+    fn exchange_try_failed(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        what: GrantKind,
+        cause: Cause,
+        no_more: Option<u32>,
+    ) -> bool {
+        if let Some(n) = no_more {
+            let why = Failure::Exchange {
+                grant: what,
+                tries: Some(n),
+                cause,
+            };
+            self.fail(now, id, why);
+            return true;
+        }
+        let name = self.name_of(id).to_owned();
+        let why = cause.to_string();
+        self.note_error(
+            id,
+            &Failure::Exchange {
+                grant: what,
+                tries: None,
+                cause,
+            },
+        );
+        self.log(
+            Level::Warn,
+            format!("{name}: {what} failed ({why}); retrying"),
+        );
+        false
+    }
+
     fn exchange_what(&self, id: AccountId) -> GrantKind {
         match self.accounts.get(&id).map(|s| &s.state) {
             Some(State::Exchanging(e)) => exchange_what(&e.grant),
