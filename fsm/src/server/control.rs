@@ -135,6 +135,20 @@ impl Server {
             State::Active(_) if self.held(id, now).is_some() => {
                 // The last answer gave no usable token: the retry is scheduled already.
             }
+            // The last try got no answer at all (refused, cut short, timed out): its retry
+            // is scheduled too. A mail program polling `show` must not turn one outage
+            // into a request per poll, nor pile up the failures after which
+            // transient_error_if_cmd decides; `pizauth refresh` still tries at once.
+            State::Active(a)
+                if a.failures > 0
+                    && a.last_attempt.is_some_and(|t| {
+                        now.boot
+                            < t + slot
+                                .config
+                                .timing
+                                .refresh_retry
+                                .max(std::time::Duration::from_secs(1))
+                    }) => {}
             State::Active(_) => {
                 self.start_refresh(now, id);
                 message = Some("Access token has expired. Refreshing initiated".to_owned());

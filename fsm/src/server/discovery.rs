@@ -116,7 +116,7 @@ pub(crate) struct RevokeJob {
 #[derive(Debug)]
 pub(crate) enum IssuerState {
     /// Its metadata is being fetched; these accounts wait for it. The instant is the
-    /// hold of the failure before, if the issuer answered then: nothing of this fetch was
+    /// hold of the failure before: nothing of this fetch was
     /// sent before it (checked by the invariants).
     Fetching(
         Vec<(AccountId, Want)>,
@@ -126,7 +126,7 @@ pub(crate) enum IssuerState {
     /// Its metadata.
     Known(Box<Metadata>),
     /// Fetching failed, for this reason; tried again when next needed, but not before
-    /// `until` if the issuer answered (a transport failure sets no `until`).
+    /// `until`.
     Failed {
         /// Not fetched again before this.
         until: Option<Instant>,
@@ -289,7 +289,7 @@ impl Server {
                     Ok(metadata) => self.discovered(now, issuer, metadata, entropy),
                     // Not an RFC 8414 server (or not there): try OpenID Connect discovery.
                     Err(_) if stage == 0 && result.is_ok() => self.fetch_metadata(now, issuer, 1),
-                    Err(why) => self.discovery_failed(now, issuer, why, result.is_ok()),
+                    Err(why) => self.discovery_failed(now, issuer, why),
                 }
             }
         }
@@ -353,10 +353,10 @@ impl Server {
         }
     }
 
-    /// The metadata could not be had; `answered`: the issuer answered (with something
-    /// unusable), so it is not asked again before `refresh_retry` (the shortest of the
-    /// accounts waiting for it).
-    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String, answered: bool) {
+    /// The metadata could not be had: the issuer is not asked again before `refresh_retry`
+    /// (the shortest of the accounts waiting for it), whether it answered with something
+    /// unusable or not at all.
+    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String) {
         let why = Endpoint::Discovery {
             issuer: issuer.to_string(),
             why,
@@ -366,7 +366,9 @@ impl Server {
             Some(IssuerState::Fetching(w, _)) => w,
             _ => Vec::new(),
         };
-        let until = answered.then(|| {
+        // Metadata cut short or a dropped connection must not be fetched again by every
+        // `show` either.
+        let until = Some({
             let retry = waiters
                 .iter()
                 .filter_map(|(id, _)| self.accounts.get(id))

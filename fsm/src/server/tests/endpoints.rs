@@ -105,10 +105,22 @@ fn a_metadata_document_for_another_issuer_is_refused() {
 
 #[test]
 fn discovery_transport_failures_and_timeouts_are_retried_when_next_needed() {
+    // Regression: a transport failure (here a name that does not resolve; a body cut
+    // short or a dropped connection alike) set no hold, and every `show` fetched the
+    // metadata again at once. Each failure now holds the issuer back `refresh_retry`
+    // (40 s by default); the next `show` after that fetches it.
     let mut sim = Sim::new(config(vec![issuer_account("a")]));
     let (_, out) = sim.show("a");
     let (id, _) = single_http(&out);
     sim.fail_http(id, TransportErrorKind::Dns);
+    for _ in 0..3 {
+        let (_, out) = sim.show("a");
+        assert!(
+            http_requests(&out).is_empty(),
+            "held back after the failure"
+        );
+    }
+    sim.advance(secs(40));
     let (_, out) = sim.show("a");
     let (id, _) = single_http(&out);
     let out = sim.advance(secs(30));
@@ -116,6 +128,12 @@ fn discovery_transport_failures_and_timeouts_are_retried_when_next_needed() {
         out.iter()
             .any(|o| matches!(o, Output::CancelHttp { request } if *request == id))
     );
+    let (_, out) = sim.show("a");
+    assert!(
+        http_requests(&out).is_empty(),
+        "held back after the timeout"
+    );
+    sim.advance(secs(40));
     let (_, out) = sim.show("a");
     let (id, _) = single_http(&out);
     let out = sim.respond(id, 200, METADATA);

@@ -373,15 +373,50 @@ fn show_of_an_expired_token_starts_a_refresh() {
     let out = sim2.advance(secs(10));
     let (id, _) = single_http(&out);
     sim2.fail_http(id, TransportErrorKind::Connect);
+    // Expired, and within refresh_retry of the failed attempt: `show` says why and sends
+    // nothing, however often it is asked (a mail program polling every second must not
+    // turn one outage into a request a second, nor into six failures in a row).
     sim2.advance(secs(200));
-    let (reply, out) = sim2.show("x");
-    assert!(
-        matches!(reply, Reply::Error { ref message } if message == "Access token has expired. Refreshing initiated")
-    );
+    for _ in 0..5 {
+        let (reply, out) = sim2.show("x");
+        assert!(
+            matches!(reply, Reply::Error { ref message } if message.contains("Refreshing failed")),
+            "{reply:?}"
+        );
+        assert!(http_requests(&out).is_empty());
+    }
+    // Once refresh_retry has passed, the retry itself is due and goes out.
+    let out = sim2.advance(secs(800));
     assert_eq!(http_requests(&out).len(), 1);
     let (reply, out) = sim2.show("x");
     assert!(matches!(reply, Reply::Error { ref message } if message.contains("in progress")));
     assert!(http_requests(&out).is_empty());
+}
+
+/// Regression: a refresh whose answer was cut short (an I/O error, not an answer) set no
+/// hold, so every `show` of the expired token sent another refresh, and the failures that
+/// make `transient_error_if_cmd` decide piled up at the pace of `show`.
+#[test]
+fn a_refresh_cut_short_holds_the_account_back_refresh_retry() {
+    let mut a = account("x");
+    a.timing.refresh_retry = secs(5);
+    let mut sim = Sim::new(config(vec![a]));
+    sim.authorise("x", "A", Some("R"), 2);
+    let out = sim.advance(secs(2));
+    let (id, _) = single_http(&out);
+    sim.fail_http(id, TransportErrorKind::Io);
+    // The refresh went out at 1 s (half the token's life) and failed at 2 s.
+    let mut sent = 0;
+    for _ in 0..30 {
+        let (_, out) = sim.show("x");
+        sent += http_requests(&out).len();
+        let out = sim.advance(Duration::from_millis(100));
+        sent += http_requests(&out).len();
+    }
+    // 3 s of `show` every 0.1 s: nothing before refresh_retry (5 s) has passed since.
+    assert_eq!(sent, 0);
+    let out = sim.advance(secs(2));
+    assert_eq!(http_requests(&out).len(), 1, "then the retry");
 }
 
 #[test]
