@@ -13,7 +13,7 @@ use url::Url;
 
 pub use crate::config::ClientAuth;
 use crate::config::{Account, Flow};
-use crate::event::{Entropy, HttpResponse};
+use crate::event::{Entropy, HttpRequest, HttpResponse, Method};
 use crate::secret::Secret;
 
 /// Bytes of entropy in a `state` parameter (SPEC.md section 5).
@@ -135,6 +135,19 @@ pub struct ClientRequest {
     /// `Basic base64(client_id ":" client_secret)`, each form-urlencoded first (RFC 6749
     /// section 2.3.1), when the client authenticates with HTTP Basic.
     pub authorization: Option<Secret>,
+}
+
+impl ClientRequest {
+    /// The request, as a `POST` of the form to `url`, given up after `timeout`.
+    pub fn post(self, url: std::sync::Arc<Url>, timeout: std::time::Duration) -> HttpRequest {
+        HttpRequest {
+            method: Method::Post,
+            url,
+            body: self.body,
+            authorization: self.authorization,
+            timeout,
+        }
+    }
 }
 
 /// The client authentication method an account uses: `client_auth` if it is given; else,

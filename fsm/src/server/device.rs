@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::event::{HttpRequest, HttpResponse, Level, Method, Output, TransportError};
+use crate::event::{HttpResponse, Level, Output, TransportError};
 use crate::oauth::{self, TokenError};
 use crate::time::Now;
 
@@ -26,13 +26,7 @@ impl Server {
         };
         let timeout = self.tunables.http_timeout;
         let req = oauth::device_request_body(&slot.config, self.client_auth(&slot.config));
-        let http = HttpRequest {
-            method: Method::Post,
-            url,
-            body: req.body,
-            authorization: req.authorization,
-            timeout,
-        };
+        let http = req.post(url, timeout);
         self.update(id, |_, _| {
             State::Device(Device::Requesting(InFlight {
                 request,
@@ -182,13 +176,7 @@ impl Server {
                 if let Some(slot) = s.accounts.get(&id) {
                     let auth = s.client_auth(&slot.config);
                     let req = oauth::device_poll_body(&slot.config, auth, &p.device_code);
-                    http = Some(HttpRequest {
-                        method: Method::Post,
-                        url,
-                        body: req.body,
-                        authorization: req.authorization,
-                        timeout,
-                    });
+                    http = Some(req.post(url, timeout));
                 }
                 p.step = Step::InFlight(InFlight {
                     request,

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::event::{
-    ConnId, Entropy, HttpRequest, HttpResponse, Level, Method, Output, RedirectRequest, RequestId,
-    Scheme, TransportError,
+    ConnId, Entropy, HttpResponse, Level, Output, RedirectRequest, RequestId, Scheme,
+    TransportError,
 };
 use crate::oauth::{self, STATE_BYTES, VERIFIER_BYTES};
 use crate::secret::Secret;
@@ -278,13 +278,7 @@ impl Server {
                 let req = exchange_body(&slot.config, self.client_auth(&slot.config), &grant);
                 let request = self.fresh_request();
                 let timeout = self.tunables.http_timeout;
-                let http = HttpRequest {
-                    method: Method::Post,
-                    url,
-                    body: req.body,
-                    authorization: req.authorization,
-                    timeout,
-                };
+                let http = req.post(url, timeout);
                 let flight = InFlight {
                     request,
                     sent: now.boot,
@@ -354,13 +348,7 @@ impl Server {
             State::Exchanging(mut e) => {
                 if let Some(slot) = s.accounts.get(&id) {
                     let req = exchange_body(&slot.config, s.client_auth(&slot.config), &e.grant);
-                    http = Some(HttpRequest {
-                        method: Method::Post,
-                        url,
-                        body: req.body,
-                        authorization: req.authorization,
-                        timeout,
-                    });
+                    http = Some(req.post(url, timeout));
                 }
                 e.attempt += 1;
                 e.step = Step::InFlight(InFlight {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::event::{HttpRequest, HttpResponse, Level, Method, Output, TransportError};
+use crate::event::{HttpResponse, Level, Output, TransportError};
 use crate::oauth::{self, TokenError, TokenResponse};
 use crate::time::{Instant, Now};
 
@@ -174,13 +174,7 @@ impl Server {
         };
         let request = self.fresh_request();
         let timeout = self.tunables.http_timeout;
-        let http = HttpRequest {
-            method: Method::Post,
-            url,
-            body: req.body,
-            authorization: req.authorization,
-            timeout,
-        };
+        let http = req.post(url, timeout);
         self.update(id, |_, state| match state {
             State::Active(a) => State::Refreshing(Refreshing {
                 tokens: a.tokens,

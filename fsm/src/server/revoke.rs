@@ -2,7 +2,7 @@
 //! revocation endpoint (configured or discovered), revoke the refresh token (else the
 //! access token) at the provider too, best effort (RFC 7009), reporting the outcome.
 
-use crate::event::{ClientId, HttpRequest, HttpResponse, Level, Method, TransportError};
+use crate::event::{ClientId, HttpResponse, Level, TransportError};
 use crate::oauth;
 use crate::protocol::Reply;
 use crate::time::Now;
@@ -83,13 +83,7 @@ impl Server {
             &job.token,
             job.hint,
         );
-        let http = HttpRequest {
-            method: Method::Post,
-            url,
-            body: req.body,
-            authorization: req.authorization,
-            timeout: self.tunables.http_timeout,
-        };
+        let http = req.post(url, self.tunables.http_timeout);
         self.send_side(now, Side::Revocation(job), http);
     }
 
