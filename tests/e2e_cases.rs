@@ -7,37 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::provider::{Provider, Reply};
-use common::{PROCESSING_PAGE, Sandbox, WAIT, account, append_cmd, browser, wait_for};
-
-/// A sandbox whose code-flow account `work` has these extra options, authorised with
-/// `fake-access-1` and `fake-refresh-1` living `expires_in` s; the token endpoint
-/// answers the refreshes that follow with `then`. `error_notify_cmd` writes to
-/// `errors.log`.
-fn authorised(
-    name: &str,
-    provider: &Provider,
-    options: &str,
-    expires_in: u64,
-    then: impl IntoIterator<Item = Reply>,
-) -> Sandbox {
-    let mut sb = Sandbox::new(name);
-    let errors = sb.path("errors.log");
-    sb.write_config(&format!(
-        "error_notify_cmd = \"{}\";\n{}",
-        append_cmd(&errors, "$PIZAUTH_ACCOUNT|$PIZAUTH_MSG"),
-        account("work", provider, options)
-    ));
-    sb.set_env("PIZAUTH_TEST_TUNABLES", "http_timeout_ms=1000");
-    sb.start();
-    provider.push([Reply::token(
-        "fake-access-1",
-        Some("fake-refresh-1"),
-        Some(expires_in),
-    )]);
-    provider.push(then);
-    sb.authorise("work", "fake-access-1");
-    sb
-}
+use common::{PROCESSING_PAGE, Sandbox, WAIT, account, authorised, browser, wait_for};
 
 /// The gaps between the token requests the provider received.
 fn gaps(provider: &Provider) -> Vec<Duration> {

@@ -8,39 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::provider::{Provider, Reply};
-use common::{Sandbox, account, append_cmd};
-
-/// A sandbox whose account `work` has these extra options, started, and authorised with
-/// access token `fake-access-1`, refresh token `fake-refresh-1` and `expires_in`; the
-/// token endpoint answers the refreshes that follow with `then`. `token_event_cmd` and
-/// `error_notify_cmd` write to `events.log` and `errors.log`.
-fn authorised(
-    name: &str,
-    provider: &Provider,
-    options: &str,
-    expires_in: u64,
-    then: impl IntoIterator<Item = Reply>,
-) -> Sandbox {
-    let mut sb = Sandbox::new(name);
-    let events = sb.path("events.log");
-    let errors = sb.path("errors.log");
-    sb.write_config(&format!(
-        "token_event_cmd = \"{}\";\nerror_notify_cmd = \"{}\";\n{}",
-        append_cmd(&events, "$PIZAUTH_ACCOUNT|$PIZAUTH_EVENT"),
-        append_cmd(&errors, "$PIZAUTH_ACCOUNT|$PIZAUTH_MSG"),
-        account("work", provider, options)
-    ));
-    sb.set_env("PIZAUTH_TEST_TUNABLES", "http_timeout_ms=1000");
-    sb.start();
-    provider.push([Reply::token(
-        "fake-access-1",
-        Some("fake-refresh-1"),
-        Some(expires_in),
-    )]);
-    provider.push(then);
-    sb.authorise("work", "fake-access-1");
-    sb
-}
+use common::{Sandbox, account, append_cmd, authorised};
 
 #[test]
 fn renews_before_expiry_and_follows_refresh_token_rotation() {
