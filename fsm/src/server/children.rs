@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::event::{ChildId, ExitStatus, Level, Output};
+use crate::event::{ChildId, Entropy, ExitStatus, Level, Output};
 use crate::secret::Secret;
 use crate::time::Now;
 
-use super::account::{Next, State};
+use super::step::Event;
 use super::timers::TimerKey;
-use super::{AccountId, Server};
+use super::{AccountId, Asker, Server};
 
 /// Why a child runs; decides what its exit means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +105,18 @@ impl Server {
         timeout: Option<Duration>,
     ) -> Option<ChildId> {
         let child = ChildId(self.fresh_id());
+        self.spawn_as(child, purpose, command, env, timeout)
+    }
+
+    /// [`Server::spawn`], with the id already chosen.
+    fn spawn_as(
+        &mut self,
+        child: ChildId,
+        purpose: Purpose,
+        command: String,
+        env: Vec<(String, String)>,
+        timeout: Option<Duration>,
+    ) -> Option<ChildId> {
         let queued = Queued {
             child,
             purpose,
@@ -161,6 +173,7 @@ impl Server {
         child: ChildId,
         status: ExitStatus,
         stdout: Option<Secret<Vec<u8>>>,
+        entropy: &mut dyn Entropy,
     ) {
         let Some(purpose) = self.children.running.remove(&child) else {
             self.log(Level::Debug, format!("exit of unknown command {}", child.0));
@@ -188,8 +201,17 @@ impl Server {
                 }
                 self.pump_events();
             }
-            Purpose::Check(id) => self.check_finished(now, id, child, status),
-            Purpose::Secret(index) => self.secret_finished(now, child, index, status, stdout),
+            Purpose::Check(id) => {
+                // Exit 0 keeps retrying; anything else gives up on the token.
+                let event = Event::Checked {
+                    child,
+                    keep_going: status.success(),
+                };
+                self.apply(now, id, event, Asker::Nobody, entropy);
+            }
+            Purpose::Secret(index) => {
+                self.secret_finished(now, child, index, status, stdout, entropy)
+            }
         }
         while self.children.running.len() < self.tunables.max_children {
             let Some(q) = self.children.queue.pop_front() else {
@@ -278,11 +300,6 @@ impl Server {
         }
     }
 
-    /// Runs `auth_notify_cmd` for a pending request, if set.
-    pub(super) fn auth_notify(&mut self, id: AccountId, url: &str) {
-        self.auth_notify_with(id, vec![("PIZAUTH_URL".to_owned(), url.to_owned())]);
-    }
-
     /// Runs `auth_notify_cmd` with `PIZAUTH_ACCOUNT` and `vars`, if it is set.
     pub(super) fn auth_notify_with(&mut self, id: AccountId, vars: Vec<(String, String)>) {
         let Some(cmd) = self.globals.auth_notify_cmd.clone() else {
@@ -294,35 +311,15 @@ impl Server {
         self.spawn(Purpose::Notify, cmd, env, timeout);
     }
 
-    /// Asks `transient_error_if_cmd` whether to keep retrying account `id`.
-    pub(super) fn start_check(&mut self, id: AccountId) -> Option<ChildId> {
-        let cmd = self.globals.transient_error_if_cmd.clone()?;
+    /// Asks `transient_error_if_cmd` whether to keep retrying account `id`, as `child`
+    /// (the id its step chose).
+    pub(super) fn start_check(&mut self, id: AccountId, child: ChildId) {
+        let Some(cmd) = self.globals.transient_error_if_cmd.clone() else {
+            return;
+        };
         let env = vec![("PIZAUTH_ACCOUNT".to_owned(), self.name_of(id).to_owned())];
         let timeout = Some(self.tunables.check_timeout);
-        self.spawn(Purpose::Check(id), cmd, env, timeout)
-    }
-
-    /// `transient_error_if_cmd` ended: exit 0 keeps retrying, anything else invalidates.
-    fn check_finished(&mut self, now: Now, id: AccountId, child: ChildId, status: ExitStatus) {
-        let checking = matches!(
-            self.accounts.get(&id).map(|s| &s.state),
-            Some(State::Active(a)) if a.next == Next::Checking(child)
-        );
-        if !checking {
-            return;
-        }
-        if status.success() {
-            self.log(
-                Level::Info,
-                format!(
-                    "{}: transient_error_if_cmd says keep retrying",
-                    self.name_of(id)
-                ),
-            );
-            self.schedule_retry(now, id);
-        } else {
-            self.invalidate(now, id, super::failure::Failure::GaveUp);
-        }
+        self.spawn_as(child, Purpose::Check(id), cmd, env, timeout);
     }
 }
 

@@ -5,9 +5,8 @@ use crate::oauth;
 use crate::protocol::{AccountStatus, LastError, Reply, Request};
 use crate::time::Now;
 
-use super::account::{Device, Grant, State, Step};
-use super::{AccountId, Server};
-use crate::config::Flow;
+use super::step::Event;
+use super::{Asker, Server};
 
 impl Server {
     pub(super) fn client_asked(
@@ -24,35 +23,35 @@ impl Server {
                 return self.reply(client, Reply::error(e));
             }
         };
-        let reply = match request {
+        let (name, event) = match request {
             Request::Show {
                 account,
                 with_url,
                 wait,
-            } => match self.by_name.get(&account).copied() {
-                Some(id) => self.show(now, client, id, with_url, wait, entropy),
-                None => Some(no_account(&account)),
-            },
-            Request::Refresh { account, with_url } => match self.by_name.get(&account).copied() {
-                Some(id) => Some(self.refresh_asked(now, client, id, with_url, entropy)),
-                None => Some(no_account(&account)),
-            },
-            Request::Revoke { account } => match self.by_name.get(&account).copied() {
-                Some(id) => self.revoke(now, client, id),
-                None => Some(no_account(&account)),
-            },
-            Request::Status => Some(self.status(now)),
-            Request::Info => self.info(client),
-            Request::Dump => Some(self.dump(now)),
-            Request::Restore { dump } => Some(self.restore(now, dump.as_str())),
+            } => (account, Event::Show { with_url, wait }),
+            Request::Refresh { account, with_url } => (account, Event::Refresh { with_url }),
+            Request::Revoke { account } => (account, Event::Revoke),
+            Request::Status => return self.reply(client, self.status(now)),
+            Request::Info => {
+                if let Some(reply) = self.info(client) {
+                    self.reply(client, reply);
+                }
+                return;
+            }
+            Request::Dump => return self.reply(client, self.dump(now)),
+            Request::Restore { dump } => {
+                let reply = self.restore(now, dump.as_str(), entropy);
+                return self.reply(client, reply);
+            }
             Request::Reload => return self.reload_asked(Some(client)),
             Request::Shutdown => {
                 self.reply(client, Reply::Done);
                 return self.shut_down();
             }
         };
-        if let Some(reply) = reply {
-            self.reply(client, reply);
+        match self.by_name.get(&name).copied() {
+            Some(id) => self.apply(now, id, event, Asker::Client(client), entropy),
+            None => self.reply(client, no_account(&name)),
         }
     }
 
@@ -107,180 +106,6 @@ impl Server {
         self.outputs.push_back(Output::Reply { client, reply });
     }
 
-    /// `show`: the token if there is a valid one; otherwise start what would get one,
-    /// and say so (or, with `wait`, answer later). Plain `show` never waits.
-    fn show(
-        &mut self,
-        now: Now,
-        client: ClientId,
-        id: AccountId,
-        with_url: bool,
-        wait: Option<u32>,
-        entropy: &mut dyn Entropy,
-    ) -> Option<Reply> {
-        let slot = self.accounts.get(&id)?;
-        let mut begin = false;
-        let mut message = None;
-        match &slot.state {
-            State::Active(a) if a.tokens.expires > now.boot => {
-                return Some(Reply::Token {
-                    token: a.tokens.access.clone(),
-                });
-            }
-            State::Refreshing(r) if r.tokens.expires > now.boot => {
-                return Some(Reply::Token {
-                    token: r.tokens.access.clone(),
-                });
-            }
-            State::Active(_) if self.held(id, now).is_some() => {
-                // The last answer gave no usable token: the retry is scheduled already.
-            }
-            // The last try got no answer at all (refused, cut short, timed out): its retry
-            // is scheduled too. A mail program polling `show` must not turn one outage
-            // into a request per poll, nor pile up the failures after which
-            // transient_error_if_cmd decides; `pizauth refresh` still tries at once.
-            State::Active(a)
-                if a.failures > 0
-                    && a.last_attempt.is_some_and(|t| {
-                        now.boot
-                            < t + slot
-                                .config
-                                .timing
-                                .refresh_retry
-                                .max(std::time::Duration::from_secs(1))
-                    }) => {}
-            State::Active(_) => {
-                self.start_refresh(now, id);
-                message = Some("Access token has expired. Refreshing initiated".to_owned());
-            }
-            // The provider just refused or garbled what this flow asks of it (issue 12,
-            // case 3): say why, and ask again only once refresh_retry has passed. (A new
-            // authorisation URL asks the provider nothing, so it is not held back.)
-            State::Unauthorised | State::Failed(_)
-                if slot.config.flow != Flow::Code && self.held(id, now).is_some() =>
-            {
-                let why = match (&slot.state, &slot.last_error) {
-                    (State::Failed(f), _) => f.why.to_string(),
-                    (_, Some((_, why))) => why.to_string(),
-                    _ => "the provider gave no usable token".to_owned(),
-                };
-                return Some(Reply::error(format!("Access token unavailable: {why}")));
-            }
-            State::Unauthorised | State::Failed(_) => begin = true,
-            State::Discovering(_)
-            | State::Refreshing(_)
-            | State::Exchanging(_)
-            | State::Pending(_)
-            | State::Device(_) => {}
-        }
-        if begin && let Err(why) = self.begin(now, id, entropy) {
-            return Some(Reply::error(format!("Access token unavailable: {why}")));
-        }
-        match wait {
-            Some(secs) if secs > 0 => {
-                self.wait_for_token(now, client, id, with_url, secs);
-                None
-            }
-            _ => {
-                Some(Reply::error(message.unwrap_or_else(|| {
-                    self.unavailable_message(now, id, with_url)
-                })))
-            }
-        }
-    }
-
-    /// What `show` says when it has no token to give, without starting anything.
-    pub(super) fn unavailable_message(&self, now: Now, id: AccountId, with_url: bool) -> String {
-        let Some(slot) = self.accounts.get(&id) else {
-            return "Access token unavailable: the account no longer exists".into();
-        };
-        // While an account waits to try again after a failure, say what failed.
-        let last = slot.last_error.as_ref().map(|(_, why)| why.to_string());
-        match &slot.state {
-            State::Active(a) if a.tokens.expires <= now.boot => match last {
-                Some(why) if a.failures > 0 => format!(
-                    "Access token has expired. Refreshing failed ({why}); pizauth keeps trying"
-                ),
-                _ => "Access token has expired. Refreshing initiated".into(),
-            },
-            State::Refreshing(r) if r.tokens.expires <= now.boot => {
-                "Access token has expired. Refreshing is in progress but has not yet succeeded"
-                    .into()
-            }
-            State::Active(_) | State::Refreshing(_) => {
-                "Access token available: run pizauth show again".into()
-            }
-            State::Pending(p) if with_url => {
-                format!(
-                    "Access token unavailable until authorised with URL {}",
-                    p.url
-                )
-            }
-            State::Pending(_) => "Access token unavailable until authorised".into(),
-            State::Exchanging(e) => {
-                let what = match e.grant {
-                    Grant::ClientCredentials => {
-                        "Access token unavailable: requesting a token with the client credentials"
-                    }
-                    Grant::Code { .. } => {
-                        "Access token unavailable until authorised: the authorisation code is being exchanged for a token"
-                    }
-                };
-                match (e.step, last) {
-                    (Step::RetryAt(_), Some(why)) if e.attempt >= 1 => {
-                        format!("{what} (the last attempt failed: {why})")
-                    }
-                    _ => what.to_owned(),
-                }
-            }
-            State::Device(Device::Requesting(_)) => {
-                "Access token unavailable until authorised: requesting a device code".into()
-            }
-            State::Device(Device::Polling(p)) if with_url => format!(
-                "Access token unavailable until authorised: visit {} and enter code {}",
-                p.verification_uri, p.user_code
-            ),
-            State::Device(Device::Polling(_)) => "Access token unavailable until authorised".into(),
-            State::Discovering(d) => match &d.last {
-                // Fetching again after a failure: say what went wrong last time.
-                Some(f) => format!(
-                    "Access token unavailable: discovering the endpoints of {} (last time: {})",
-                    d.issuer, f.why
-                ),
-                None => format!(
-                    "Access token unavailable: discovering the endpoints of {}",
-                    d.issuer
-                ),
-            },
-            State::Failed(f) => format!("Access token unavailable: {}", f.why),
-            State::Unauthorised => "Access token unavailable".into(),
-        }
-    }
-
-    /// `refresh`: with a token, refresh it now (unless already under way); without one,
-    /// behave as `show` (without waiting) does.
-    fn refresh_asked(
-        &mut self,
-        now: Now,
-        client: ClientId,
-        id: AccountId,
-        with_url: bool,
-        entropy: &mut dyn Entropy,
-    ) -> Reply {
-        match self.accounts.get(&id).map(|s| &s.state) {
-            Some(State::Active(_)) => {
-                self.start_refresh(now, id);
-                Reply::Done
-            }
-            Some(State::Refreshing(_)) => Reply::Done,
-            _ => self
-                .show(now, client, id, with_url, None, entropy)
-                .unwrap_or_else(|| {
-                    Reply::error("Access token unavailable: the account no longer exists")
-                }),
-        }
-    }
-
     fn status(&self, now: Now) -> Reply {
         let accounts = self
             .by_name
@@ -291,10 +116,14 @@ impl Server {
                     name: name.clone(),
                     flow: slot.config.flow.as_str().to_owned(),
                     state: slot.state.status(now),
-                    last_error: slot.last_error.as_ref().map(|(at, message)| LastError {
-                        at: now.wall_at(*at),
-                        message: message.to_string(),
-                    }),
+                    last_error: slot
+                        .memo
+                        .last_error
+                        .as_ref()
+                        .map(|(at, message)| LastError {
+                            at: now.wall_at(*at),
+                            message: message.to_string(),
+                        }),
                     warning: slot.state.tokens().and_then(|t| {
                         oauth::no_refresh_token_warning(&slot.config, t.refresh.is_some())
                     }),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::config::{Account, ClientAuth, Flow};
+use crate::config::{Account, ClientAuth};
 use crate::event::{
     ClientId, Entropy, HttpRequest, HttpResponse, Level, Method, Output, RequestId, TransportError,
 };
@@ -14,10 +14,10 @@ use crate::oauth::{self, Metadata};
 use crate::secret::Secret;
 use crate::time::{Instant, Now};
 
-use super::account::{Next, State};
-use super::failure::{Cause, Endpoint, Failure};
+use super::failure::{Endpoint, Failure};
+use super::step::Event;
 use super::timers::TimerKey;
-use super::{AccountId, Server};
+use super::{AccountId, Asker, Server};
 
 /// Which endpoint an account needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,8 @@ impl Which {
 pub(crate) enum Resolved {
     /// Here it is.
     Url(Arc<Url>),
-    /// The issuer's metadata is being fetched; wait with [`Server::await_issuer`].
+    /// The issuer's metadata is being fetched, or is to be: wait for it with
+    /// [`Server::await_issuer`], which fetches it if need be.
     Discovering(String),
     /// There is none, for this reason.
     Missing(Failure),
@@ -75,22 +76,14 @@ pub(crate) enum Resolved {
     Held(Endpoint),
 }
 
-/// What an account waits for the metadata to do.
+/// Who waits for an issuer's metadata.
 #[derive(Debug)]
 pub(crate) enum Want {
-    /// Start obtaining a token (the user asked with `show` or `refresh`).
-    Authorise,
-    /// Refresh the token.
-    Refresh,
-    /// Poll for the device flow's token, waiting in [`Step::Discovering`].
+    /// The account (whose state says what for: an [`Event::Metadata`] follows).
     ///
-    /// [`Step::Discovering`]: super::account::Step::Discovering
-    Poll,
-    /// Send the exchange of an `Exchanging` account waiting in [`Step::Discovering`].
-    ///
-    /// [`Step::Discovering`]: super::account::Step::Discovering
-    Exchange,
-    /// Revoke a token at the provider.
+    /// [`Event::Metadata`]: super::step::Event::Metadata
+    Account,
+    /// A revocation at the provider.
     Revoke(RevokeJob),
 }
 
@@ -152,66 +145,77 @@ pub(crate) enum Side {
     Revocation(RevokeJob),
 }
 
+/// The endpoint `which` of account `config`: from the config, else from `issuer`'s
+/// metadata (what is known of the account's issuer). Asks nothing of anyone: a
+/// [`Resolved::Discovering`] is for the caller to wait on.
+pub(crate) fn resolve(
+    config: &Account,
+    issuer: Option<&IssuerState>,
+    now: Now,
+    which: Which,
+) -> Resolved {
+    let explicit = match which {
+        Which::Auth => &config.auth_uri,
+        Which::Token => &config.token_uri,
+        Which::Device => &config.device_auth_uri,
+        Which::Revoke => &config.revoke_uri,
+    };
+    if let Some(u) = explicit {
+        return Resolved::Url(Arc::clone(u));
+    }
+    let Some(name) = &config.issuer else {
+        return Resolved::Missing(Failure::Endpoint(Endpoint::NotConfigured(which.option())));
+    };
+    match issuer {
+        Some(IssuerState::Known(m)) => match which.from(m) {
+            Some(u) => Resolved::Url(u),
+            None => Resolved::Missing(Failure::Endpoint(Endpoint::MetadataLacks {
+                issuer: name.to_string(),
+                field: which.field(),
+                option: which.option(),
+            })),
+        },
+        Some(IssuerState::Failed {
+            until: Some(until),
+            why,
+        }) if now.boot < *until => Resolved::Held(why.clone()),
+        Some(IssuerState::Fetching(..) | IssuerState::Failed { .. }) | None => {
+            Resolved::Discovering(name.to_string())
+        }
+    }
+}
+
 impl Server {
-    /// The endpoint `which` of account `id`: from the config, else from its issuer's
-    /// metadata (starting to fetch it if need be).
-    pub(super) fn resolve(&mut self, now: Now, id: AccountId, which: Which) -> Resolved {
+    /// The endpoint `which` of account `id` (see [`resolve`]).
+    pub(super) fn resolve(&self, now: Now, id: AccountId, which: Which) -> Resolved {
         let Some(slot) = self.accounts.get(&id) else {
             return Resolved::Missing(Failure::Gone);
         };
-        let c = &slot.config;
-        let explicit = match which {
-            Which::Auth => &c.auth_uri,
-            Which::Token => &c.token_uri,
-            Which::Device => &c.device_auth_uri,
-            Which::Revoke => &c.revoke_uri,
-        };
-        if let Some(u) = explicit {
-            return Resolved::Url(Arc::clone(u));
-        }
-        let Some(issuer) = c.issuer.clone() else {
-            return Resolved::Missing(Failure::Endpoint(Endpoint::NotConfigured(which.option())));
-        };
-        match self.issuers.get(issuer.as_str()) {
-            Some(IssuerState::Known(m)) => match which.from(m) {
-                Some(u) => Resolved::Url(u),
-                None => Resolved::Missing(Failure::Endpoint(Endpoint::MetadataLacks {
-                    issuer: issuer.to_string(),
-                    field: which.field(),
-                    option: which.option(),
-                })),
-            },
-            Some(IssuerState::Fetching(..)) => Resolved::Discovering(issuer.to_string()),
-            Some(IssuerState::Failed {
-                until: Some(until),
-                why,
-            }) if now.boot < *until => Resolved::Held(why.clone()),
-            None | Some(IssuerState::Failed { .. }) => {
-                let held = match self.issuers.get(issuer.as_str()) {
-                    Some(IssuerState::Failed { until, .. }) => *until,
-                    _ => None,
-                };
-                self.issuers
-                    .insert(issuer.to_string(), IssuerState::Fetching(Vec::new(), held));
-                self.fetch_metadata(now, issuer.clone(), 0);
-                Resolved::Discovering(issuer.to_string())
-            }
-        }
+        let issuer = (slot.config.issuer.as_ref()).and_then(|i| self.issuers.get(i.as_str()));
+        resolve(&slot.config, issuer, now, which)
     }
 
-    /// Asks to do `want` for account `id` once `issuer`'s metadata is known.
-    pub(super) fn await_issuer(&mut self, issuer: &str, id: AccountId, want: Want) {
-        if let Some(IssuerState::Fetching(waiters, _)) = self.issuers.get_mut(issuer) {
-            let duplicate = waiters.iter().any(|(w, x)| {
-                *w == id
-                    && matches!(
-                        (x, &want),
-                        (Want::Authorise, Want::Authorise)
-                            | (Want::Refresh, Want::Refresh)
-                            | (Want::Exchange, Want::Exchange)
-                            | (Want::Poll, Want::Poll)
-                    )
-            });
+    /// Queues `want` for account `id` on its issuer, fetching the issuer's metadata
+    /// unless that is under way (an account is queued once).
+    pub(super) fn await_issuer(&mut self, now: Now, id: AccountId, want: Want) {
+        let Some(issuer) = self.accounts.get(&id).and_then(|s| s.config.issuer.clone()) else {
+            return;
+        };
+        let held = match self.issuers.get(issuer.as_str()) {
+            Some(IssuerState::Fetching(..)) => None,
+            Some(IssuerState::Failed { until, .. }) => Some(*until),
+            Some(IssuerState::Known(_)) | None => Some(None),
+        };
+        if let Some(held) = held {
+            self.issuers
+                .insert(issuer.to_string(), IssuerState::Fetching(Vec::new(), held));
+            self.fetch_metadata(now, issuer.clone(), 0);
+        }
+        if let Some(IssuerState::Fetching(waiters, _)) = self.issuers.get_mut(issuer.as_str()) {
+            let duplicate = matches!(want, Want::Account)
+                && waiters
+                    .iter()
+                    .any(|(w, x)| *w == id && matches!(x, Want::Account));
             if !duplicate {
                 waiters.push((id, want));
             }
@@ -289,7 +293,7 @@ impl Server {
                     Ok(metadata) => self.discovered(now, issuer, metadata, entropy),
                     // Not an RFC 8414 server (or not there): try OpenID Connect discovery.
                     Err(_) if stage == 0 && result.is_ok() => self.fetch_metadata(now, issuer, 1),
-                    Err(why) => self.discovery_failed(now, issuer, why),
+                    Err(why) => self.discovery_failed(now, issuer, why, entropy),
                 }
             }
         }
@@ -305,9 +309,9 @@ impl Server {
         if !self.side.contains_key(&request) {
             return;
         }
-        // Side requests are not an account's state: `update` does not cancel them.
+        // Side requests are not an account's state: `apply` does not cancel them.
         self.outputs.push_back(Output::CancelHttp { request });
-        let timeout = self.no_answer("");
+        let timeout = super::step::no_answer(self.tunables.http_timeout, "");
         self.side_finished(now, request, Err(timeout), entropy);
     }
 
@@ -328,26 +332,7 @@ impl Server {
         };
         for (id, want) in waiters {
             match want {
-                Want::Authorise => {
-                    let waiting = matches!(
-                        self.accounts.get(&id).map(|s| &s.state),
-                        Some(State::Discovering(_))
-                    );
-                    if waiting && let Err(why) = self.begin(now, id, entropy) {
-                        self.fail(now, id, why);
-                    }
-                }
-                Want::Refresh => self.start_refresh(now, id),
-                Want::Exchange => {
-                    if self.exchange_discovering(id) {
-                        self.send_exchange(now, id);
-                    }
-                }
-                Want::Poll => {
-                    if self.poll_discovering(id) {
-                        self.poll(now, id);
-                    }
-                }
+                Want::Account => self.apply(now, id, Event::Metadata, Asker::Nobody, entropy),
                 Want::Revoke(job) => self.send_revocation(now, job),
             }
         }
@@ -356,7 +341,13 @@ impl Server {
     /// The metadata could not be had: the issuer is not asked again before `refresh_retry`
     /// (the shortest of the accounts waiting for it), whether it answered with something
     /// unusable or not at all.
-    fn discovery_failed(&mut self, now: Now, issuer: Arc<Url>, why: String) {
+    fn discovery_failed(
+        &mut self,
+        now: Now,
+        issuer: Arc<Url>,
+        why: String,
+        entropy: &mut dyn Entropy,
+    ) {
         let why = Endpoint::Discovery {
             issuer: issuer.to_string(),
             why,
@@ -386,30 +377,7 @@ impl Server {
         );
         for (id, want) in waiters {
             match want {
-                Want::Authorise => {
-                    if matches!(
-                        self.accounts.get(&id).map(|s| &s.state),
-                        Some(State::Discovering(_))
-                    ) {
-                        self.fail(now, id, Failure::Endpoint(why.clone()));
-                    }
-                }
-                Want::Exchange => {
-                    if self.exchange_discovering(id) {
-                        self.discovery_failed_for_exchange(now, id, Cause::Endpoint(why.clone()));
-                    }
-                }
-                // Poll again at the interval; the codes' expiry ends it if need be.
-                Want::Poll => {
-                    if self.poll_discovering(id) {
-                        self.poll_again(now, id, std::time::Duration::ZERO);
-                    }
-                }
-                Want::Refresh => {
-                    // Keep the token; try again after refresh_retry.
-                    self.note_error(id, &Failure::Retrying(Cause::Endpoint(why.clone())));
-                    self.retry_refresh_later(now, id);
-                }
+                Want::Account => self.apply(now, id, Event::Metadata, Asker::Nobody, entropy),
                 Want::Revoke(job) => self.reply(
                     job.client,
                     crate::protocol::Reply::Notice {
@@ -418,38 +386,5 @@ impl Server {
                 ),
             }
         }
-    }
-
-    /// An active account that could not start its refresh tries again after
-    /// `refresh_retry`.
-    pub(super) fn retry_refresh_later(&mut self, now: Now, id: AccountId) {
-        let Some(retry) = self
-            .accounts
-            .get(&id)
-            .map(|s| s.config.timing.refresh_retry)
-        else {
-            return;
-        };
-        let at = now.boot + retry.max(std::time::Duration::from_secs(1));
-        self.update(id, |_, state| match state {
-            State::Active(mut a) if !matches!(a.next, Next::Checking(_)) => {
-                a.next = Next::RefreshAt(at);
-                State::Active(a)
-            }
-            // While transient_error_if_cmd decides, it decides.
-            checking @ State::Active(_) => checking,
-            other @ (State::Unauthorised
-            | State::Discovering(_)
-            | State::Pending(_)
-            | State::Exchanging(_)
-            | State::Device(_)
-            | State::Refreshing(_)
-            | State::Failed(_)) => other,
-        });
-    }
-
-    /// The flow of account `id`.
-    pub(super) fn flow(&self, id: AccountId) -> Flow {
-        self.accounts.get(&id).map_or(Flow::Code, |s| s.config.flow)
     }
 }

@@ -15,7 +15,7 @@ impl Server {
         match &slot.state {
             State::Unauthorised | State::Failed(_) | State::Pending(_) => (),
             State::Discovering(_) => assert!(
-                self.queued_for_issuer(id, slot, |w| matches!(w, Want::Authorise)),
+                self.queued_for_issuer(id, slot),
                 "{name}: discovering, but not queued on its issuer"
             ),
             State::Exchanging(e) => match e.step {
@@ -25,32 +25,32 @@ impl Server {
                     "{name}: waits to retry an exchange that was never sent"
                 ),
                 Step::Discovering => assert!(
-                    self.queued_for_issuer(id, slot, |w| matches!(w, Want::Exchange)),
+                    self.queued_for_issuer(id, slot),
                     "{name}: waits for metadata it is not queued for"
                 ),
             },
             State::Device(Device::Polling(p)) if p.step == Step::Discovering => assert!(
-                self.queued_for_issuer(id, slot, |w| matches!(w, Want::Poll)),
+                self.queued_for_issuer(id, slot),
                 "{name}: polls once metadata comes that it is not queued for"
             ),
             State::Device(Device::Requesting(_) | Device::Polling(_)) => (),
             State::Active(a) if a.next == Next::Discovering => assert!(
-                self.queued_for_issuer(id, slot, |w| matches!(w, Want::Refresh)),
+                self.queued_for_issuer(id, slot),
                 "{name}: waits for metadata to refresh, but is not queued for it"
             ),
             State::Active(_) | State::Refreshing(_) => (),
         }
     }
 
-    /// Whether account `id` waits in its issuer's queue for something `want` accepts.
-    fn queued_for_issuer(&self, id: AccountId, slot: &Slot, want: impl Fn(&Want) -> bool) -> bool {
+    /// Whether account `id` waits in its issuer's queue.
+    fn queued_for_issuer(&self, id: AccountId, slot: &Slot) -> bool {
         let Some(issuer) = &slot.config.issuer else {
             return false;
         };
         match self.issuers.get(issuer.as_str()) {
-            Some(IssuerState::Fetching(waiters, _)) => {
-                waiters.iter().any(|(w, x)| *w == id && want(x))
-            }
+            Some(IssuerState::Fetching(waiters, _)) => waiters
+                .iter()
+                .any(|(w, x)| *w == id && matches!(x, Want::Account)),
             _ => false,
         }
     }

@@ -17,15 +17,14 @@ use crate::time::{Instant, Now};
 mod account;
 mod children;
 mod control;
-mod device;
 mod discovery;
 mod failure;
 mod flow;
 #[cfg(any(test, feature = "invariants"))]
 mod liveness;
-mod refresh;
 mod reload;
 mod revoke;
+mod step;
 mod timers;
 mod waiters;
 
@@ -33,8 +32,8 @@ pub use reload::{SECRET_TIMEOUT, SecretCommand, fill_secret, secret_commands};
 
 use account::State;
 use children::Children;
-use discovery::{IssuerState, Side};
-use failure::Failure;
+use discovery::{IssuerState, Side, Want};
+use step::{Cx, Effect, Event, Memo};
 use timers::{TimerKey, Timers};
 use waiters::Waiter;
 
@@ -95,6 +94,17 @@ impl Default for Tunables {
     }
 }
 
+/// Who asked for what an account's step answers.
+#[derive(Clone, Copy, Debug)]
+enum Asker {
+    /// Nobody: a deadline, an answer, a reload.
+    Nobody,
+    /// A control client.
+    Client(ClientId),
+    /// The browser, on this redirect connection.
+    Redirect(crate::event::ConnId),
+}
+
 /// An account, named by the core; never reused, so work for an account that was reloaded
 /// away cannot land on its successor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,12 +118,9 @@ struct Slot {
     /// a server with many accounts starts without hashing every one of them.
     fingerprint: std::cell::OnceCell<String>,
     state: State,
-    /// The last failure of any kind, and when (for `status -j`).
-    last_error: Option<(Instant, Failure)>,
-    /// After an answer that gave no usable token: the provider is not asked again for
-    /// this account before this instant (`refresh_retry` after the request, or a longer
-    /// `Retry-After`), whoever asks.
-    quiet_until: Option<Instant>,
+    /// What the account remembers besides (its last failure, and how long it keeps
+    /// quiet after an answer that gave no usable token).
+    memo: Memo,
 }
 
 impl Slot {
@@ -136,11 +143,8 @@ pub struct Server {
     by_name: BTreeMap<String, AccountId>,
     /// Pending authorisation requests by SHA-256 of their `state`.
     pending: BTreeMap<[u8; 32], AccountId>,
-    /// Requests in flight and whose they are; kept by [`Server::update`] alone.
+    /// Requests in flight and whose they are; kept by [`Server::apply`] alone.
     requests: BTreeMap<RequestId, AccountId>,
-    /// The request whose answer is being handled, if any: the state that follows drops
-    /// it without cancelling it.
-    answered: Option<RequestId>,
     /// Requests in flight that belong to no account state: discovery and revocation.
     side: BTreeMap<RequestId, Side>,
     /// What is known of each issuer's metadata, by issuer URL.
@@ -183,7 +187,6 @@ impl Server {
             by_name: BTreeMap::new(),
             pending: BTreeMap::new(),
             requests: BTreeMap::new(),
-            answered: None,
             side: BTreeMap::new(),
             issuers: BTreeMap::new(),
             waiters: BTreeMap::new(),
@@ -223,7 +226,7 @@ impl Server {
                 conn,
                 scheme,
                 request,
-            } => self.redirect_received(now, conn, scheme, &request),
+            } => self.redirect_received(now, conn, scheme, &request, entropy),
             Input::HttpResponded { request, response } => {
                 self.http_finished(now, request, Ok(response), entropy)
             }
@@ -234,8 +237,8 @@ impl Server {
                 child,
                 status,
                 stdout,
-            } => self.child_exited(now, child, status, stdout),
-            Input::ConfigRead { result } => self.config_read(now, result),
+            } => self.child_exited(now, child, status, stdout, entropy),
+            Input::ConfigRead { result } => self.config_read(now, result, entropy),
             Input::CertificateMade { fingerprint } => self.certificate_made(fingerprint),
             Input::ReloadAsked => self.reload_asked(None),
             Input::ShutdownAsked => self.shut_down(),
@@ -293,7 +296,9 @@ impl Server {
         let bound = 4 * self.timers.len() + 16;
         for _ in 0..bound {
             match self.timers.pop_due(now.boot) {
-                Some(TimerKey::Account(id)) => self.account_due(now, id),
+                Some(TimerKey::Account(id)) => {
+                    self.apply(now, id, Event::Due, Asker::Nobody, entropy)
+                }
                 Some(TimerKey::Child(child)) => self.child_due(child),
                 Some(TimerKey::Request(request)) => self.side_timed_out(now, request, entropy),
                 Some(TimerKey::Waiter(client)) => self.waiter_due(now, client),
@@ -306,79 +311,138 @@ impl Server {
         );
     }
 
-    /// An account's deadline has come.
-    fn account_due(&mut self, now: Now, id: AccountId) {
-        let Some(slot) = self.accounts.get(&id) else {
-            return;
-        };
-        match &slot.state {
-            State::Pending(_) => self.notify_again(now, id),
-            State::Exchanging(_) => self.exchange_due(now, id),
-            State::Device(_) => self.device_due(now, id),
-            State::Active(_) => self.active_due(now, id),
-            State::Refreshing(_) => self.refresh_timed_out(now, id),
-            // Discovering has no deadline: its issuer's fetch has.
-            State::Unauthorised | State::Failed(_) | State::Discovering(_) => (),
-        }
-    }
-
-    /// The error a request that got no answer within the HTTP timeout ends with; `from`
-    /// names whom it was asked of (such as `" from the token endpoint"`). An account's
-    /// request is cancelled by [`Server::update`] once its handler moves the account on.
-    fn no_answer(&self, from: &str) -> crate::event::TransportError {
-        crate::event::TransportError {
-            kind: crate::event::TransportErrorKind::Io,
-            message: format!(
-                "no answer{from} within {}",
-                crate::time::span(self.tunables.http_timeout)
-            ),
-        }
-    }
-
-    /// Replaces the state of account `id` with what `f` makes of the old one, keeping
-    /// every index in step, derived from the old and the new state alone: the
-    /// pending-state index, the request map (a request the new state no longer carries is
-    /// cancelled, unless it is the one just answered), and the account's timer.
-    fn update(&mut self, id: AccountId, f: impl FnOnce(&mut Server, State) -> State) {
+    /// Routes `event` to account `id`: runs its [`step`](step::step), keeps every index
+    /// in step with the old and the new state alone (the pending-state index, the request
+    /// map, where a request the new state no longer carries is cancelled unless it is the
+    /// one just answered, and the account's timer), answers `show -w` clients once the
+    /// account settles, and carries out the effects.
+    fn apply(
+        &mut self,
+        now: Now,
+        id: AccountId,
+        event: Event<'_>,
+        asker: Asker,
+        entropy: &mut dyn Entropy,
+    ) {
         let Some(slot) = self.accounts.get_mut(&id) else {
             return;
         };
         let old = std::mem::replace(&mut slot.state, State::Unauthorised);
-        if let Some(key) = old.pending_key() {
-            self.pending.remove(&key);
-        }
-        let old_request = old.request();
+        let memo = std::mem::take(&mut slot.memo);
+        let (old_key, old_request, old_deadline) =
+            (old.pending_key(), old.request(), old.deadline());
         let old_name = old.name();
-        let new = f(self, old);
+        let answered = match &event {
+            Event::Answered { request, .. } => Some(*request),
+            _ => None,
+        };
+        let due = matches!(event, Event::Due);
+        let fresh = self.next_id;
+        let Some(slot) = self.accounts.get(&id) else {
+            return;
+        };
+        let issuer = slot
+            .config
+            .issuer
+            .as_ref()
+            .and_then(|i| self.issuers.get(i.as_str()));
+        let mut cx = Cx {
+            now,
+            config: &slot.config,
+            globals: &self.globals,
+            tunables: &self.tunables,
+            listeners: &self.listeners,
+            issuer,
+            fresh,
+            entropy,
+        };
+        let (new, memo, effects) = step::step(old, memo, event, &mut cx);
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::Send(_) | Effect::Check))
+        {
+            self.next_id += 1;
+        }
         if self.log_level >= Level::Trace && old_name != new.name() {
             let message = format!("{}: {old_name} -> {}", self.name_of(id), new.name());
             self.log(Level::Trace, message);
         }
-        let new_request = new.request();
-        if let Some(r) = old_request
-            && new_request != Some(r)
-        {
-            self.requests.remove(&r);
-            if self.answered != Some(r) {
-                self.outputs.push_back(Output::CancelHttp { request: r });
+        let new_key = new.pending_key();
+        if old_key != new_key {
+            if let Some(key) = old_key {
+                self.pending.remove(&key);
+            }
+            if let Some(key) = new_key {
+                self.pending.insert(key, id);
             }
         }
-        if let Some(r) = new_request {
-            self.requests.insert(r, id);
+        let new_request = new.request();
+        if old_request != new_request {
+            if let Some(r) = old_request {
+                self.requests.remove(&r);
+                if answered != Some(r) {
+                    self.outputs.push_back(Output::CancelHttp { request: r });
+                }
+            }
+            if let Some(r) = new_request {
+                self.requests.insert(r, id);
+            }
         }
-        if let Some(key) = new.pending_key() {
-            self.pending.insert(key, id);
+        // A deadline that came was taken off the queue: it is set again even if the
+        // state kept it.
+        let deadline = new.deadline();
+        if deadline != old_deadline || due {
+            self.timers.set(TimerKey::Account(id), deadline);
         }
-        self.timers.set(TimerKey::Account(id), new.deadline());
         let settled = matches!(
             &new,
             State::Active(_) | State::Refreshing(_) | State::Failed(_)
         );
         if let Some(slot) = self.accounts.get_mut(&id) {
             slot.state = new;
+            slot.memo = memo;
         }
         if settled && self.waiters.contains_key(&id) {
             self.wake_waiters(id);
+        }
+        for effect in effects {
+            self.carry_out(now, id, effect, asker, fresh);
+        }
+    }
+
+    /// Carries out one effect of account `id`'s step; `fresh` is the id its new request
+    /// or check takes.
+    fn carry_out(&mut self, now: Now, id: AccountId, effect: Effect, asker: Asker, fresh: u64) {
+        match effect {
+            Effect::Send(http) => {
+                let request = RequestId(fresh);
+                self.outputs.push_back(Output::SendHttp { request, http });
+            }
+            Effect::Reply(reply) => match asker {
+                Asker::Client(client) => self.reply(client, reply),
+                Asker::Nobody | Asker::Redirect(_) => (),
+            },
+            Effect::Wait { with_url, secs } => match asker {
+                Asker::Client(client) => self.wait_for_token(now, client, id, with_url, secs),
+                Asker::Nobody | Asker::Redirect(_) => (),
+            },
+            Effect::Page { status, body } => match asker {
+                Asker::Redirect(conn) => {
+                    self.outputs
+                        .push_back(Output::AnswerRedirect { conn, status, body });
+                }
+                Asker::Nobody | Asker::Client(_) => (),
+            },
+            Effect::Log(level, message) => self.log(level, message),
+            Effect::AuthNotify(vars) => self.auth_notify_with(id, vars),
+            Effect::ErrorNotify(message) => self.error_notify(id, &message),
+            Effect::TokenEvent(event) => self.token_event(id, event),
+            Effect::Check => self.start_check(id, crate::event::ChildId(fresh)),
+            Effect::Discover => self.await_issuer(now, id, Want::Account),
+            Effect::RevokeRemotely { token, hint } => match asker {
+                Asker::Client(client) => self.revoke_remotely(now, client, id, token, hint),
+                Asker::Nobody | Asker::Redirect(_) => (),
+            },
         }
     }
 
@@ -391,16 +455,15 @@ impl Server {
                 fingerprint: std::cell::OnceCell::new(),
                 config,
                 state: State::Unauthorised,
-                last_error: None,
-                quiet_until: None,
+                memo: Memo::default(),
             }),
         );
         id
     }
 
     /// Drops an account and everything in flight for it.
-    fn remove_account(&mut self, id: AccountId) {
-        self.update(id, |_, _| State::Unauthorised);
+    fn remove_account(&mut self, now: Now, id: AccountId, entropy: &mut dyn Entropy) {
+        self.apply(now, id, Event::Removed, Asker::Nobody, entropy);
         self.drop_waiters(id, "the account was removed from the configuration");
         if let Some(slot) = self.accounts.remove(&id) {
             self.by_name.remove(&slot.config.name);
@@ -422,30 +485,6 @@ impl Server {
         self.accounts
             .get(&id)
             .map_or("?", |s| s.config.name.as_str())
-    }
-
-    /// An answer to a request account `id` sent at `sent` gave no usable token: keep
-    /// quiet until `refresh_retry` (at least a second) or `retry_after` has passed since.
-    fn hold(&mut self, id: AccountId, sent: Instant, retry_after: Option<Duration>) {
-        if let Some(slot) = self.accounts.get_mut(&id) {
-            let retry = slot.config.timing.refresh_retry.max(Duration::from_secs(1));
-            let extra = retry_after.map_or(Duration::ZERO, |d| d.min(MAX_RETRY_AFTER));
-            slot.quiet_until = Some(sent + retry.max(extra));
-        }
-    }
-
-    /// Whether account `id` must not ask its provider at `now` (see [`Server::hold`]).
-    fn held(&self, id: AccountId, now: Now) -> Option<Instant> {
-        let until = self.accounts.get(&id)?.quiet_until?;
-        (now.boot < until).then_some(until)
-    }
-
-    /// Remembers a failure for `status -j`.
-    fn note_error(&mut self, id: AccountId, failure: &Failure) {
-        let at = self.latest.map(|n| n.boot).unwrap_or_default();
-        if let Some(slot) = self.accounts.get_mut(&id) {
-            slot.last_error = Some((at, failure.clone()));
-        }
     }
 
     fn log(&mut self, level: Level, message: impl Into<String>) {
@@ -476,7 +515,6 @@ impl Server {
                 "info clients wait for a certificate that is not being made"
             );
         }
-        assert!(self.answered.is_none(), "an answer still being handled");
         let now = self.latest.map(|n| n.boot);
         let mut pending_seen = 0;
         let mut requests_seen = 0;
@@ -525,7 +563,7 @@ impl Server {
                 }
             }
             self.check_liveness(*id, slot);
-            if let (Some(f), Some(quiet)) = (slot.state.in_flight(), slot.quiet_until) {
+            if let (Some(f), Some(quiet)) = (slot.state.in_flight(), slot.memo.quiet_until) {
                 assert!(
                     f.sent >= quiet,
                     "{}: asked its provider again before refresh_retry after an answer that gave no usable token",

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::dump::{Dump, DumpedAccount};
-use crate::event::{ChildId, ClientId, ExitStatus, Level, Output};
+use crate::event::{ChildId, ClientId, Entropy, ExitStatus, Level, Output};
 use crate::protocol::Reply;
 use crate::secret::Secret;
 use crate::time::Now;
 
-use super::account::{State, Tokens};
+use super::account::Tokens;
 use super::children::Purpose;
-use super::{AccountId, Server};
+use super::step::Event;
+use super::{AccountId, Asker, Server};
 
 /// How long a `client_secret_cmd` may take (it may wait for a passphrase).
 pub const SECRET_TIMEOUT: Duration = Duration::from_secs(60);
@@ -114,12 +115,17 @@ impl Server {
 
     /// The config file's text arrived: parse it, run the `client_secret_cmd`s it has,
     /// then apply it; or keep the running config and say why.
-    pub(super) fn config_read(&mut self, now: Now, result: Result<String, String>) {
+    pub(super) fn config_read(
+        &mut self,
+        now: Now,
+        result: Result<String, String>,
+        entropy: &mut dyn Entropy,
+    ) {
         let parsed = match result
             .and_then(|text| Config::parse(&text, &self.config_name).map_err(|d| d.to_string()))
         {
             Ok(p) => p,
-            Err(e) => return self.finish_reload(now, Err(e)),
+            Err(e) => return self.finish_reload(now, Err(e), entropy),
         };
         for w in parsed.warnings.iter() {
             self.log(Level::Warn, w.to_string());
@@ -138,7 +144,7 @@ impl Server {
             }
         }
         if pending.outstanding.is_empty() {
-            return self.finish_reload(now, Ok(pending.config));
+            return self.finish_reload(now, Ok(pending.config), entropy);
         }
         self.pending_reload = Some(pending);
     }
@@ -151,6 +157,7 @@ impl Server {
         index: usize,
         status: ExitStatus,
         stdout: Option<Secret<Vec<u8>>>,
+        entropy: &mut dyn Entropy,
     ) {
         let Some(pending) = &mut self.pending_reload else {
             return;
@@ -169,16 +176,21 @@ impl Server {
             } else {
                 Err(p.errors.join("\n"))
             };
-            self.finish_reload(now, outcome);
+            self.finish_reload(now, outcome, entropy);
         }
     }
 
     /// Applies a reloaded config (or reports why not) and answers everyone waiting.
-    fn finish_reload(&mut self, now: Now, outcome: Result<Config, String>) {
+    fn finish_reload(
+        &mut self,
+        now: Now,
+        outcome: Result<Config, String>,
+        entropy: &mut dyn Entropy,
+    ) {
         let waiters = std::mem::take(&mut self.reload_waiters);
         let reply = match outcome {
             Ok(config) => {
-                self.apply_config(now, config);
+                self.apply_config(now, config, entropy);
                 self.log(Level::Info, "configuration reloaded");
                 Reply::Done
             }
@@ -202,7 +214,7 @@ impl Server {
     /// Installs a new configuration: accounts whose security-relevant options are
     /// unchanged keep their state (with the new timing); changed and new accounts start
     /// with no token; removed accounts go, with any work in flight for them.
-    fn apply_config(&mut self, now: Now, mut config: Config) {
+    fn apply_config(&mut self, now: Now, mut config: Config, entropy: &mut dyn Entropy) {
         let accounts = std::mem::take(&mut config.accounts);
         if config.http_listen != self.globals.http_listen
             || config.https_listen != self.globals.https_listen
@@ -229,10 +241,8 @@ impl Server {
                         slot.config = account;
                     }
                     keep.insert(id);
-                    self.schedule(now, id);
-                    if notify_changed {
-                        self.renotify_schedule(now, id);
-                    }
+                    let event = Event::Reconfigured { notify_changed };
+                    self.apply(now, id, event, Asker::Nobody, entropy);
                 }
                 Some(id) => {
                     if self
@@ -245,7 +255,7 @@ impl Server {
                             format!("{}: options changed: its token is dropped", account.name),
                         );
                     }
-                    self.remove_account(id);
+                    self.remove_account(now, id, entropy);
                     keep.insert(self.add_account(account));
                 }
                 None => {
@@ -264,27 +274,8 @@ impl Server {
                 Level::Info,
                 format!("{}: removed from the configuration", self.name_of(id)),
             );
-            self.remove_account(id);
+            self.remove_account(now, id, entropy);
         }
-    }
-
-    /// Re-arms (or disarms) the re-notification of a pending request after the notify
-    /// settings changed.
-    fn renotify_schedule(&mut self, now: Now, id: AccountId) {
-        let next = self.next_notify(now);
-        self.update(id, |_, state| match state {
-            State::Pending(mut p) => {
-                p.next_notify = next;
-                State::Pending(p)
-            }
-            other @ (State::Unauthorised
-            | State::Discovering(_)
-            | State::Exchanging(_)
-            | State::Device(_)
-            | State::Active(_)
-            | State::Refreshing(_)
-            | State::Failed(_)) => other,
-        });
     }
 
     /// `dump`: every account holding a token.
@@ -314,7 +305,7 @@ impl Server {
 
     /// `restore`: install each dumped token whose account exists with the same
     /// fingerprint and holds no token now. Malformed input changes nothing.
-    pub(super) fn restore(&mut self, now: Now, text: &str) -> Reply {
+    pub(super) fn restore(&mut self, now: Now, text: &str, entropy: &mut dyn Entropy) -> Reply {
         let dump = match Dump::decode(text) {
             Ok(d) => d,
             Err(e) => return Reply::error(e),
@@ -346,7 +337,7 @@ impl Server {
                 obtained: now.boot_at(dumped.obtained),
                 expires: now.boot_at(dumped.expires),
             };
-            self.install(now, id, tokens);
+            self.apply(now, id, Event::Restored(tokens), Asker::Nobody, entropy);
             restored += 1;
         }
         self.log(

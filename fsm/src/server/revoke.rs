@@ -5,39 +5,29 @@
 use crate::event::{ClientId, HttpResponse, Level, TransportError};
 use crate::oauth;
 use crate::protocol::Reply;
+use crate::secret::Secret;
 use crate::time::Now;
 
-use super::account::State;
-use super::children::TokenEvent;
 use super::discovery::{Resolved, RevokeJob, Side, Want, Which};
 use super::{AccountId, Server};
 
 impl Server {
-    /// Forgets account `id`'s tokens and any authorisation under way. Returns the reply,
-    /// or `None` when it waits for the provider's answer.
-    pub(super) fn revoke(&mut self, now: Now, client: ClientId, id: AccountId) -> Option<Reply> {
-        let (token, hint) = match self.accounts.get(&id).and_then(|s| s.state.tokens()) {
-            Some(t) => match &t.refresh {
-                Some(r) => (Some(r.clone()), "refresh_token"),
-                None => (Some(t.access.clone()), "access_token"),
-            },
-            None => (None, "access_token"),
+    /// Account `id` forgot `token` at `client`'s `revoke`: revoke it at the provider too,
+    /// once the revocation endpoint is known, and tell the client how that went.
+    pub(super) fn revoke_remotely(
+        &mut self,
+        now: Now,
+        client: ClientId,
+        id: AccountId,
+        token: Secret,
+        hint: &'static str,
+    ) {
+        let Some(slot) = self.accounts.get(&id) else {
+            return self.reply(client, Reply::Done);
         };
-        self.update(id, |_, _| State::Unauthorised);
-        let name = self.name_of(id).to_owned();
-        self.log(Level::Info, format!("{name}: revoked"));
-        let Some(token) = token else {
-            return Some(Reply::Done);
-        };
-        self.token_event(id, TokenEvent::Revoked);
-        let slot = self.accounts.get(&id)?;
-        if slot.config.revoke_uri.is_none() && slot.config.issuer.is_none() {
-            // Nowhere to revoke it remotely: local only, as pizauth 1.x does.
-            return Some(Reply::Done);
-        }
         let job = RevokeJob {
             client,
-            name,
+            name: slot.config.name.clone(),
             token,
             hint,
             client_id: slot.config.client_id.clone(),
@@ -45,19 +35,16 @@ impl Server {
         };
         match self.resolve(now, id, Which::Revoke) {
             Resolved::Url(_) => self.send_revocation(now, job),
-            Resolved::Discovering(issuer) => self.await_issuer(&issuer, id, Want::Revoke(job)),
+            Resolved::Discovering(_) => self.await_issuer(now, id, Want::Revoke(job)),
             Resolved::Missing(why) => {
-                return Some(Reply::Notice {
-                    message: format!("{}: revoked locally only: {why}", job.name),
-                });
+                let message = format!("{}: revoked locally only: {why}", job.name);
+                self.reply(client, Reply::Notice { message });
             }
             Resolved::Held(why) => {
-                return Some(Reply::Notice {
-                    message: format!("{}: revoked locally only: {why}", job.name),
-                });
+                let message = format!("{}: revoked locally only: {why}", job.name);
+                self.reply(client, Reply::Notice { message });
             }
         }
-        None
     }
 
     /// Sends the revocation request of `job` (its endpoint is known by now).

@@ -8,7 +8,7 @@ use crate::event::ClientId;
 use crate::protocol::Reply;
 use crate::time::{Instant, Now};
 
-use super::account::State;
+use super::account::{Active, Refreshing, State};
 use super::timers::TimerKey;
 use super::{AccountId, Server};
 
@@ -47,17 +47,26 @@ impl Server {
         let Some(now) = self.latest else {
             return;
         };
-        let reply = match self.accounts.get(&id).map(|s| &s.state) {
-            Some(State::Active(a)) if a.tokens.expires > now.boot => Some(Reply::Token {
-                token: a.tokens.access.clone(),
-            }),
-            Some(State::Refreshing(r)) if r.tokens.expires > now.boot => Some(Reply::Token {
-                token: r.tokens.access.clone(),
-            }),
-            Some(State::Failed(f)) => {
-                Some(Reply::error(format!("Access token unavailable: {}", f.why)))
+        let Some(state) = self.accounts.get(&id).map(|s| &s.state) else {
+            return;
+        };
+        let reply = match state {
+            State::Active(Active { tokens, .. }) | State::Refreshing(Refreshing { tokens, .. })
+                if tokens.expires > now.boot =>
+            {
+                Some(Reply::Token {
+                    token: tokens.access.clone(),
+                })
             }
-            _ => None,
+            State::Failed(f) => Some(Reply::error(format!("Access token unavailable: {}", f.why))),
+            // Still under way: they wait on.
+            State::Active(_)
+            | State::Refreshing(_)
+            | State::Unauthorised
+            | State::Discovering(_)
+            | State::Pending(_)
+            | State::Exchanging(_)
+            | State::Device(_) => None,
         };
         let Some(reply) = reply else {
             return;
@@ -95,7 +104,10 @@ impl Server {
             }
             None => return,
         };
-        let message = self.unavailable_message(now, id, waiter.with_url);
+        let Some(slot) = self.accounts.get(&id) else {
+            return;
+        };
+        let message = super::step::unavailable(&slot.state, &slot.memo, now, waiter.with_url);
         self.reply(client, Reply::error(message));
     }
 

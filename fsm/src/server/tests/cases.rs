@@ -360,7 +360,7 @@ fn show_names_the_last_failure_while_an_account_waits_after_one() {
     );
 }
 
-/// The request map is kept by `Server::update` alone, from the old and new state: a
+/// The request map is kept by `Server::apply` alone, from the old and new state: a
 /// request just answered is dropped without a `CancelHttp` (the driver is done with it),
 /// whatever the answer did; one abandoned (a timeout) is cancelled.
 #[test]

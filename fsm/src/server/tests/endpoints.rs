@@ -336,3 +336,47 @@ fn a_device_poll_waiting_for_the_metadata_is_sent_when_it_arrives() {
     );
     assert_eq!(sim.show_text("tv"), Ok("AT".into()));
 }
+
+/// A due refresh that cannot be sent because the issuer's metadata could not be had: the
+/// token is kept, and `show` past its expiry says why no refresh is under way (it said
+/// "Refreshing initiated", with the reason only in the log).
+#[test]
+fn show_says_why_a_refresh_waiting_on_failed_discovery_was_not_sent() {
+    let mut a = issuer_account("a");
+    a.timing.refresh_retry = secs(200);
+    let mut sim = Sim::new(config(vec![a.clone()]));
+    let (_, out) = sim.show("a");
+    let (id, _) = single_http(&out);
+    sim.respond(id, 200, METADATA);
+    sim.authorise("a", "AT", Some("RT"), 3600);
+    let Reply::Dump { dump } = sim.ask(Request::Dump).0 else {
+        panic!("no dump")
+    };
+    let mut sim = Sim::new(config(vec![a]));
+    assert!(matches!(sim.ask(Request::Restore { dump }).0, Reply::Done));
+    let out = sim.advance(secs(3510));
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 503, "");
+    let (id, _) = single_http(&out);
+    let out = sim.respond(id, 503, "");
+    assert!(http_requests(&out).is_empty(), "{out:?}");
+    sim.advance(secs(100));
+    let (reply, out) = sim.show("a");
+    assert!(http_requests(&out).is_empty(), "{out:?}");
+    let Reply::Error { message } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(
+        message.starts_with(
+            "Access token has expired. Refreshing failed (cannot discover the endpoints of https://id.example/tenant"
+        ) && message.ends_with("; pizauth keeps trying"),
+        "{message}"
+    );
+    // At refresh_retry the metadata is fetched again, and the refresh follows it.
+    let out = sim.advance(secs(100));
+    let (id, http) = single_http(&out);
+    assert_eq!(http.method, Method::Get);
+    let out = sim.respond(id, 200, METADATA);
+    let (_, http) = single_http(&out);
+    assert!(form(http).contains(&("refresh_token".into(), "RT".into())));
+}
