@@ -357,6 +357,8 @@ impl Server {
             entropy,
         };
         let (new, memo, effects) = step::step(old, memo, event, &mut cx);
+        #[cfg(any(test, feature = "invariants"))]
+        step::check_effects(old_request, &new, &effects, fresh);
         if effects
             .iter()
             .any(|e| matches!(e, Effect::Send(_) | Effect::Check))

@@ -1312,6 +1312,65 @@ impl Run<'_, '_> {
     }
 }
 
+/// Panics unless a step's effects agree with the state it moved to (`old_request`: the
+/// request the state before carried; `fresh`: the id handed to the step). For property
+/// tests and fuzzing: the server relies on these when it carries effects out.
+#[cfg(any(test, feature = "invariants"))]
+pub(crate) fn check_effects(
+    old_request: Option<RequestId>,
+    new: &State,
+    effects: &[Effect],
+    fresh: u64,
+) {
+    let sends = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Send(_)))
+        .count();
+    let checks = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Check))
+        .count();
+    let discovers = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Discover))
+        .count();
+    assert!(sends + checks <= 1, "a step used its fresh id twice");
+    let request = new.request();
+    assert_eq!(
+        sends == 1,
+        request == Some(RequestId(fresh)),
+        "a request sent but not carried by the state, or carried but not sent"
+    );
+    assert!(
+        request.is_none() || request == old_request || request == Some(RequestId(fresh)),
+        "the state carries a request nobody sent"
+    );
+    let checking = matches!(
+        new,
+        State::Active(Active { next: Next::Checking(c), .. }) if *c == ChildId(fresh)
+    );
+    assert_eq!(
+        checks == 1,
+        checking,
+        "a check started but not awaited, or awaited but not started"
+    );
+    let waits_for_metadata = match new {
+        State::Discovering(_) => true,
+        State::Exchanging(e) => e.step == Step::Discovering,
+        State::Device(Device::Polling(p)) => p.step == Step::Discovering,
+        State::Active(a) => a.next == Next::Discovering,
+        State::Unauthorised
+        | State::Pending(_)
+        | State::Device(Device::Requesting(_))
+        | State::Refreshing(_)
+        | State::Failed(_) => false,
+    };
+    assert!(
+        discovers <= 1 && (discovers == 0 || waits_for_metadata),
+        "queued on the issuer by a state that waits for no metadata"
+    );
+}
+
 /// The error a request that got no answer within `timeout` ends with; `from` names whom
 /// it was asked of (such as `" from the token endpoint"`).
 pub(crate) fn no_answer(timeout: Duration, from: &str) -> TransportError {

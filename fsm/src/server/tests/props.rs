@@ -261,7 +261,7 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: super::proptest_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_under_random_sequences(ops in proptest::collection::vec(op(), 1..60)) {
