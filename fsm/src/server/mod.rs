@@ -160,6 +160,8 @@ pub struct Server {
     /// A reload waiting for its `client_secret_cmd`s.
     pending_reload: Option<reload::PendingReload>,
     outputs: VecDeque<Output>,
+    /// The buffer of [`Server::apply`]'s effects, kept empty between steps.
+    effects: Vec<Effect>,
     next_id: u64,
     /// The config file's name, for messages about reloads.
     config_name: String,
@@ -196,6 +198,7 @@ impl Server {
             reload_waiters: Vec::new(),
             pending_reload: None,
             outputs: VecDeque::new(),
+            effects: Vec::new(),
             next_id: 1,
             config_name: "pizauth.conf".to_owned(),
             log_level: Level::Trace,
@@ -324,6 +327,14 @@ impl Server {
         asker: Asker,
         entropy: &mut dyn Entropy,
     ) {
+        let answered = match &event {
+            Event::Answered { request, .. } => Some(*request),
+            _ => None,
+        };
+        let due = matches!(event, Event::Due);
+        let fresh = self.next_id;
+        // One lookup: the slot stays borrowed (its configuration lent to the step) until
+        // the new state is back in it; the indexes are updated afterwards.
         let Some(slot) = self.accounts.get_mut(&id) else {
             return;
         };
@@ -332,15 +343,6 @@ impl Server {
         let (old_key, old_request, old_deadline) =
             (old.pending_key(), old.request(), old.deadline());
         let old_name = old.name();
-        let answered = match &event {
-            Event::Answered { request, .. } => Some(*request),
-            _ => None,
-        };
-        let due = matches!(event, Event::Due);
-        let fresh = self.next_id;
-        let Some(slot) = self.accounts.get(&id) else {
-            return;
-        };
         let issuer = slot
             .config
             .issuer
@@ -356,20 +358,30 @@ impl Server {
             fresh,
             entropy,
         };
-        let (new, memo, effects) = step::step(old, memo, event, &mut cx);
+        // The effects go into a buffer kept between steps: most steps (a `show` of an
+        // active account) have one effect, and need not allocate for it.
+        let mut effects = std::mem::take(&mut self.effects);
+        let (new, memo) = step::step(old, memo, event, &mut cx, &mut effects);
         #[cfg(any(test, feature = "invariants"))]
         step::check_effects(old_request, &new, &effects, fresh);
+        let (new_key, new_request, deadline, new_name) =
+            (new.pending_key(), new.request(), new.deadline(), new.name());
+        let settled = matches!(
+            &new,
+            State::Active(_) | State::Refreshing(_) | State::Failed(_)
+        );
+        slot.state = new;
+        slot.memo = memo;
         if effects
             .iter()
             .any(|e| matches!(e, Effect::Send(_) | Effect::Check))
         {
             self.next_id += 1;
         }
-        if self.log_level >= Level::Trace && old_name != new.name() {
-            let message = format!("{}: {old_name} -> {}", self.name_of(id), new.name());
+        if self.log_level >= Level::Trace && old_name != new_name {
+            let message = format!("{}: {old_name} -> {new_name}", self.name_of(id));
             self.log(Level::Trace, message);
         }
-        let new_key = new.pending_key();
         if old_key != new_key {
             if let Some(key) = old_key {
                 self.pending.remove(&key);
@@ -378,7 +390,6 @@ impl Server {
                 self.pending.insert(key, id);
             }
         }
-        let new_request = new.request();
         if old_request != new_request {
             if let Some(r) = old_request {
                 self.requests.remove(&r);
@@ -392,24 +403,18 @@ impl Server {
         }
         // A deadline that came was taken off the queue: it is set again even if the
         // state kept it.
-        let deadline = new.deadline();
         if deadline != old_deadline || due {
             self.timers.set(TimerKey::Account(id), deadline);
-        }
-        let settled = matches!(
-            &new,
-            State::Active(_) | State::Refreshing(_) | State::Failed(_)
-        );
-        if let Some(slot) = self.accounts.get_mut(&id) {
-            slot.state = new;
-            slot.memo = memo;
         }
         if settled && self.waiters.contains_key(&id) {
             self.wake_waiters(id);
         }
-        for effect in effects {
+        for effect in effects.drain(..) {
             self.carry_out(now, id, effect, asker, fresh);
         }
+        // Drained, it is empty again (were an effect ever to lead to another step, that
+        // step would have had a new buffer).
+        self.effects = effects;
     }
 
     /// Carries out one effect of account `id`'s step; `fresh` is the id its new request

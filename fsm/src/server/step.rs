@@ -174,18 +174,15 @@ impl Cx<'_> {
 }
 
 /// One account's transition: from its state and memo, on `event`, with `cx`, to its new
-/// state and memo, and what the server is to do.
+/// state and memo; what the server is to do is appended to `out`.
 pub(crate) fn step(
     state: State,
     memo: Memo,
     event: Event<'_>,
     cx: &mut Cx<'_>,
-) -> (State, Memo, Vec<Effect>) {
-    let mut run = Run {
-        cx,
-        memo,
-        out: Vec::new(),
-    };
+    out: &mut Vec<Effect>,
+) -> (State, Memo) {
+    let mut run = Run { cx, memo, out };
     let state = match event {
         Event::Show { with_url, wait } => run.show(state, with_url, wait),
         Event::Refresh { with_url } => run.refresh(state, with_url),
@@ -199,7 +196,7 @@ pub(crate) fn step(
         Event::Restored(tokens) => run.install(tokens),
         Event::Removed => State::Unauthorised,
     };
-    (state, run.memo, run.out)
+    (state, run.memo)
 }
 
 /// What came of starting to obtain a token.
@@ -214,7 +211,7 @@ enum Began {
 struct Run<'c, 'a> {
     cx: &'c mut Cx<'a>,
     memo: Memo,
-    out: Vec<Effect>,
+    out: &'c mut Vec<Effect>,
 }
 
 impl Run<'_, '_> {
