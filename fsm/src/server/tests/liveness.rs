@@ -462,7 +462,8 @@ impl World {
 const BOUND: Duration = Duration::from_secs(400 + 2 * 90 + 60);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: super::proptest_cases(), ..ProptestConfig::default() })]
+    // proptest's default: 256 cases, or as many as `PROPTEST_CASES` says.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn every_account_gets_a_token_once_the_provider_answers_well(

@@ -402,12 +402,3 @@ pub fn logs(out: &[Output], level: Level) -> Vec<&str> {
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
-
-/// Cases per property test: 256, or `PROPTEST_CASES` for a longer run.
-#[allow(clippy::disallowed_methods)] // Test configuration, read as proptest itself does.
-pub fn proptest_cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
-}

@@ -261,7 +261,8 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: super::proptest_cases(), ..ProptestConfig::default() })]
+    // proptest's default: 256 cases, or as many as `PROPTEST_CASES` says.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn invariants_hold_under_random_sequences(ops in proptest::collection::vec(op(), 1..60)) {
