@@ -361,6 +361,7 @@ impl Server {
         // The effects go into a buffer kept between steps: most steps (a `show` of an
         // active account) have one effect, and need not allocate for it.
         let mut effects = std::mem::take(&mut self.effects);
+        debug_assert!(effects.is_empty(), "a step starts with no effects");
         let (new, memo) = step::step(old, memo, event, &mut cx, &mut effects);
         #[cfg(any(test, feature = "invariants"))]
         step::check_effects(old_request, &new, &effects, fresh);
